@@ -21,6 +21,7 @@ file is the link between them.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import contextlib
 import errno
@@ -194,7 +195,8 @@ def ensure_java_available() -> str:
     java = shutil.which("java")
     if not java:
         raise ToolMissingError(
-            f"`java` not found: the local Kafka broker needs a Java runtime (17 works). Install: {INSTALL_HINT}"
+            f"`java` not found: the local Kafka broker needs a Java runtime (17 works). "
+            f"Install: {INSTALL_HINT}"
         )
     return java
 
@@ -244,6 +246,28 @@ def _tail(path: Path, lines: int = 40) -> str:
     except OSError:
         return ""
     return "\n".join(data.splitlines()[-lines:])
+
+
+def _first_error(path: Path, offset: int = 0, context: int = 12) -> str:
+    """The first ERROR/FATAL log record written after byte ``offset``, with its stack-trace lines."""
+    try:
+        with open(path, "rb") as fh:
+            if offset <= fh.seek(0, os.SEEK_END):
+                fh.seek(offset)
+            else:  # rotated meanwhile
+                fh.seek(0)
+            lines = fh.read(4 * 1024 * 1024).decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for i, line in enumerate(lines):
+        if re.match(r"\[[^\]]+\] (ERROR|FATAL) ", line):
+            block = [line]
+            for follow in lines[i + 1 : i + 1 + context]:
+                if follow.startswith("["):
+                    break
+                block.append(follow)
+            return "\n".join(block)
+    return ""
 
 
 def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -324,6 +348,22 @@ async def _metadata_probe(bootstrap: str, request_timeout: float) -> int:
 # the Popen objects of brokers started by this process: keeps them from being reported as leaked
 # (ResourceWarning) and lets stop() reap them so no zombie lingers.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _reap_children() -> None:
+    """Collect brokers we started that have exited meanwhile (e.g. stopped by another process)."""
+    for pid, proc in list(_CHILDREN.items()):
+        if proc.poll() is not None:
+            del _CHILDREN[pid]
+
+
+@atexit.register
+def _detach_children() -> None:
+    """The broker is a daemon meant to outlive this process: don't report it as a leaked child."""
+    _reap_children()
+    for proc in _CHILDREN.values():
+        proc._child_created = False  # type: ignore[attr-defined]  # Popen.__del__ then stays quiet
+    _CHILDREN.clear()
 
 
 # --------------------------------------------------------------------------- the broker
@@ -469,7 +509,9 @@ class LocalBroker:
             "process.roles": "broker,controller",
             "node.id": str(_NODE_ID),
             "controller.quorum.voters": f"{_NODE_ID}@{self.host}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            "listeners": (
+                f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+            ),
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
@@ -544,9 +586,8 @@ class LocalBroker:
             fh.write(f"--- storage format ({time.strftime('%Y-%m-%d %H:%M:%S')}) exit {proc.returncode}\n")
             fh.write(proc.stdout + proc.stderr)
         if proc.returncode != 0:
-            raise BrokerError(
-                f"formatting Kafka storage failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr).strip()}"
-            )
+            output = (proc.stdout + proc.stderr).strip()
+            raise BrokerError(f"formatting Kafka storage failed (exit {proc.returncode}):\n{output}")
 
     # ---- process bookkeeping
 
@@ -566,6 +607,7 @@ class LocalBroker:
         return "kafka.Kafka" in cmdline and str(self.config_file) in cmdline
 
     def _live_pid(self) -> int | None:
+        _reap_children()
         pid = self._read_pid()
         if pid is not None and self._is_ours(pid):
             return pid
@@ -623,6 +665,7 @@ class LocalBroker:
 
             cmd = [*self._java_base(libs), "kafka.Kafka", str(self.config_file)]
             started = time.monotonic()
+            log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
             with open(self.out_file, "ab") as out:
                 out.write(f"--- broker start ({time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode())
                 out.flush()
@@ -638,7 +681,7 @@ class LocalBroker:
             _CHILDREN[proc.pid] = proc
             self.pid_file.write_text(f"{proc.pid}\n")
             try:
-                self._wait_ready(proc.pid, proc, timeout)
+                self._wait_ready(proc.pid, proc, timeout, log_offset)
             except BaseException:
                 self._terminate(proc.pid, 10)
                 self.pid_file.unlink(missing_ok=True)
@@ -649,25 +692,32 @@ class LocalBroker:
             )
             return self.bootstrap
 
-    def _wait_ready(self, pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    def _wait_ready(
+        self, pid: int, proc: subprocess.Popen[bytes] | None, timeout: float, log_offset: int = 0
+    ) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if proc is not None and proc.poll() is not None:
-                raise BrokerError(self._failure(f"Kafka broker exited with code {proc.returncode} during startup"))
+                headline = f"Kafka broker exited with code {proc.returncode} during startup"
+                raise BrokerError(self._failure(headline, log_offset))
             if proc is None and not self._is_ours(pid):
-                raise BrokerError(self._failure(f"Kafka broker (pid {pid}) exited during startup"))
+                headline = f"Kafka broker (pid {pid}) exited during startup"
+                raise BrokerError(self._failure(headline, log_offset))
             if self._answers(timeout=min(5.0, max(1.0, deadline - time.monotonic()))):
                 return
             if time.monotonic() >= deadline:
-                raise BrokerError(
-                    self._failure(f"Kafka broker (pid {pid}) did not answer at {self.bootstrap} within {timeout:.0f}s")
-                )
+                headline = f"Kafka broker (pid {pid}) not answering at {self.bootstrap} after {timeout:.0f}s"
+                raise BrokerError(self._failure(headline, log_offset))
             time.sleep(0.5)
 
-    def _failure(self, headline: str) -> str:
+    def _failure(self, headline: str, log_offset: int = 0) -> str:
+        """Error text: headline, the log file, the first ERROR of this run (with its stack), the tails."""
         parts = [f"{headline}.", f"Broker log: {self.log_file}"]
+        errors = _first_error(self.log_file, log_offset)
+        if errors:
+            parts.append(f"--- first error in {self.log_file.name} ---\n{errors}")
         for path in (self.log_file, self.out_file):
-            tail = _tail(path)
+            tail = _tail(path, 25)
             if tail.strip():
                 parts.append(f"--- last lines of {path} ---\n{tail}")
         return "\n".join(parts)

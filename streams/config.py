@@ -59,13 +59,16 @@ DEFAULT_SL_THRESHOLD_S: dict[Channel, float] = {
 class QueueSettings(BaseModel):
     model_config = _Strict
 
-    channel: Channel = Channel.voice
+    channel: Channel = Field(default=Channel.voice, description="Channel the queue serves.")
     sl_threshold_s: Annotated[float, Field(gt=0)] | None = Field(
         default=None, description="Service-level threshold T in seconds; default by channel (voice 20, chat 60).")
-    sl_formula: ServiceLevelFormula = ServiceLevelFormula.answered_of_offered_excl_short
-    sl_target: Annotated[float, Field(gt=0, le=1)] = 0.80
-    short_abandon_s: Annotated[float, Field(ge=0)] = 5.0
-    abandon_rate_excludes_short: bool = True
+    sl_formula: ServiceLevelFormula = Field(
+        default=ServiceLevelFormula.answered_of_offered_excl_short, description="Service-level formula.")
+    sl_target: Annotated[float, Field(gt=0, le=1)] = Field(default=0.80, description="Service-level target, 0..1.")
+    short_abandon_s: Annotated[float, Field(ge=0)] = Field(
+        default=5.0, description="Abandons with a shorter wait are short abandons.")
+    abandon_rate_excludes_short: bool = Field(
+        default=True, description="Leave short abandons out of the abandon rate.")
 
     @property
     def threshold_s(self) -> float:
@@ -75,10 +78,11 @@ class QueueSettings(BaseModel):
 class SiteSettings(BaseModel):
     model_config = _Strict
 
-    name: str = "default"
-    timezone: str = "UTC"
-    interval_minutes: Literal[15, 30, 60] = 15
-    rolling_windows_minutes: tuple[Annotated[int, Field(gt=0, le=1440)], ...] = (5, 15, 60)
+    name: str = Field(default="default", description="Site name, shown in logs and snapshots.")
+    timezone: str = Field(default="UTC", description="IANA time zone of the site: interval bounds and \"today\" follow it.")
+    interval_minutes: Literal[15, 30, 60] = Field(default=15, description="Length of the clock-aligned reporting intervals.")
+    rolling_windows_minutes: tuple[Annotated[int, Field(gt=0, le=1440)], ...] = Field(
+        default=(5, 15, 60), description="Trailing windows, in minutes.")
 
     @field_validator("timezone")
     @classmethod
@@ -97,17 +101,20 @@ class SiteSettings(BaseModel):
 class KafkaSettings(BaseModel):
     model_config = _Strict
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Comma-separated host:port list.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How to talk to Kafka; SASL_* need the sasl_* settings.")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism.")
+    sasl_username: str | None = Field(default=None, description="SASL user.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password (never logged).")
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle to verify the brokers (default: system CAs).")
+    ssl_certfile: Path | None = Field(default=None, description="Client certificate for mutual TLS.")
+    ssl_keyfile: Path | None = Field(default=None, description="Key of the client certificate.")
     partitions: Annotated[int, Field(ge=1, le=1024)] = Field(
         default=4, description="Partitions of every topic Floorwatch creates (inputs, internal, changelogs).")
-    replication_factor: Annotated[int, Field(ge=1)] = 1
+    replication_factor: Annotated[int, Field(ge=1)] = Field(
+        default=1, description="Replication of the topics Floorwatch creates (3 in production).")
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -138,14 +145,14 @@ class KafkaSettings(BaseModel):
 class TopicSettings(BaseModel):
     model_config = _Strict
 
-    telephony: str = "cc.telephony.events"
-    chat: str = "cc.chat.events"
-    ticket: str = "cc.ticket.events"
-    agent: str = "cc.agent.events"
-    survey: str = "cc.survey.events"
-    snapshots: str = "cc.kpi.snapshots"
-    alerts: str = "cc.sla.alerts"
-    deadletter: str = "cc.deadletter"
+    telephony: str = Field(default="cc.telephony.events", description="Input: voice, callback and e-mail contact events.")
+    chat: str = Field(default="cc.chat.events", description="Input: chat contacts and chat.message.")
+    ticket: str = Field(default="cc.ticket.events", description="Input: ticket events.")
+    agent: str = Field(default="cc.agent.events", description="Input: agent state events.")
+    survey: str = Field(default="cc.survey.events", description="Input: survey responses.")
+    snapshots: str = Field(default="cc.kpi.snapshots", description="Output: KPI snapshots per queue and window.")
+    alerts: str = Field(default="cc.sla.alerts", description="Output: SLA alert events.")
+    deadletter: str = Field(default="cc.deadletter", description="Output: every rejected input record with its reason.")
 
     @field_validator("*")
     @classmethod
@@ -170,14 +177,14 @@ class TopicSettings(BaseModel):
 class WorkerSettings(BaseModel):
     model_config = _Strict
 
-    app_id: str = "floorwatch"
-    web_host: str = "127.0.0.1"
-    web_port: Annotated[int, Field(ge=1, le=65535)] = 6066
-    data_dir: Path = Path(".floorwatch/worker")
+    app_id: str = Field(default="floorwatch", description="Faust application id: consumer group and internal topic prefix.")
+    web_host: str = Field(default="127.0.0.1", description="Address of the worker's web server (/metrics); 0.0.0.0 in containers.")
+    web_port: Annotated[int, Field(ge=1, le=65535)] = Field(default=6066, description="Port of /metrics.")
+    data_dir: Path = Field(default=Path(".floorwatch/worker"), description="Local state of the worker (table stores).")
     dedup_window_s: Annotated[int, Field(ge=60)] = Field(
         default=24 * 3600,
         description="How long an event_id is remembered for de-duplication, in event time.")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Worker log level.")
 
 
 class PrivacySettings(BaseModel):

@@ -98,3 +98,12 @@ def test_worker_requires_the_hash_key(monkeypatch):
     monkeypatch.delenv("FLOORWATCH_PRIVACY__CUSTOMER_HASH_KEY", raising=False)
     with pytest.raises(ConfigError, match="privacy.customer_hash_key"):
         load_settings().require_hash_key()
+
+
+def test_generated_reference_docs_are_current():
+    from streams.docs import DOCS, GENERATED, README, readme_with_examples
+
+    for name, render in GENERATED.items():
+        assert (DOCS / name).read_text() == render(), f"docs/{name} drifted: run python -m streams.docs"
+    text = README.read_text()
+    assert readme_with_examples(text) == text, "README events block drifted: run python -m streams.docs"

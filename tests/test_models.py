@@ -5,36 +5,16 @@ import pytest
 from pydantic import ValidationError
 
 from models.events import EVENT_ADAPTER, EVENT_CLASSES, EVENT_TYPES, ContactEnqueued, SurveyResponded
+from models.examples import EXAMPLES as ALL_EXAMPLES
+from models.examples import example
 from models.privacy import HASH_PREFIX, MissingHashKey
 from models.schemas import SCHEMA_DIR, message_schemas, render
 
 KEY = {"customer_hash_key": b"test-key"}
 
 ENVELOPE = {"event_id": "e-1", "occurred_at": "2026-11-23T10:00:00+01:00", "source": "acd-1"}
-EXAMPLES = {
-    "contact.offered": {"contact_id": "c1", "channel": "voice", "customer_ref": "+4930123456"},
-    "contact.enqueued": {"contact_id": "c1", "channel": "voice", "queue": "billing"},
-    "contact.answered": {"contact_id": "c1", "channel": "voice", "queue": "billing", "agent_id": "a1"},
-    "contact.abandoned": {"contact_id": "c1", "channel": "voice", "queue": "billing"},
-    "contact.flowed_out": {"contact_id": "c1", "channel": "voice", "queue": "billing", "destination": "voicemail"},
-    "contact.hold_started": {"contact_id": "c1", "channel": "voice", "agent_id": "a1"},
-    "contact.hold_ended": {"contact_id": "c1", "channel": "voice", "agent_id": "a1"},
-    "contact.transferred": {"contact_id": "c1", "channel": "voice", "agent_id": "a1", "to_queue": "sales"},
-    "contact.ended": {"contact_id": "c1", "channel": "voice", "agent_id": "a1"},
-    "contact.acw_completed": {"contact_id": "c1", "channel": "voice", "agent_id": "a1",
-                              "disposition": "solved", "resolved": True},
-    "chat.message": {"contact_id": "c2", "channel": "chat", "author": "customer"},
-    "agent.state_changed": {"agent_id": "a1", "state": "not_ready", "reason": "lunch",
-                            "queues": ["billing", "sales"], "capacity": {"voice": 1, "chat": 3}},
-    "ticket.created": {"ticket_id": "t1", "priority": "high", "queue": "email_support",
-                       "customer_ref": "jane@example.com"},
-    "ticket.assigned": {"ticket_id": "t1", "agent_id": "a1"},
-    "ticket.agent_replied": {"ticket_id": "t1", "agent_id": "a1"},
-    "ticket.customer_replied": {"ticket_id": "t1"},
-    "ticket.status_changed": {"ticket_id": "t1", "status": "pending"},
-    "ticket.reopened": {"ticket_id": "t1"},
-    "survey.responded": {"contact_id": "c1", "kind": "nps", "score": 9},
-}
+EXAMPLES = {t: {k: v for k, v in example(t).items() if k not in ("event_id", "occurred_at", "event_type")}
+            for t in EVENT_TYPES}
 
 
 def decode(payload: dict):
@@ -42,7 +22,7 @@ def decode(payload: dict):
 
 
 def test_every_event_type_has_an_example_that_validates():
-    assert set(EXAMPLES) == set(EVENT_TYPES) == set(EVENT_CLASSES)
+    assert set(ALL_EXAMPLES) == set(EVENT_TYPES) == set(EVENT_CLASSES)
     for event_type, fields in EXAMPLES.items():
         event = decode({**ENVELOPE, "event_type": event_type, **fields})
         assert type(event) is EVENT_CLASSES[event_type]
