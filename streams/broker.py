@@ -9,13 +9,10 @@ come from Maven Central through ``deploy/kafka/pom.xml`` (fetched once into
 The broker is a detached daemon: ``start()`` in one process and ``stop()`` in another works, the pid
 file is the link between them.
 
-    >>> broker = LocalBroker()
-    >>> broker.start()          # downloads jars on first use, formats storage on first start
-    '127.0.0.1:9092'
-    >>> broker.status().running
-    True
-    >>> broker.stop()
-    True
+    broker = LocalBroker()
+    broker.start()            # -> "127.0.0.1:9092"; fetches jars on first use, formats storage on first start
+    broker.status().running   # -> True
+    broker.stop()             # -> True (False if nothing was running)
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -64,7 +62,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 KAFKA_DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
 POM_PATH = KAFKA_DEPLOY_DIR / "pom.xml"
 LOG4J_PATH = KAFKA_DEPLOY_DIR / "log4j.properties"
-MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin"
 
 INSTALL_HINT = "apt-get install maven openjdk-17-jre-headless"
 
@@ -453,8 +450,9 @@ class LocalBroker:
             self.progress(f"fetching Kafka {KAFKA_VERSION} jars from Maven Central (first run only)...")
             started = time.monotonic()
             marker.unlink(missing_ok=True)
+            for stale in version_dir.glob("libs.partial-*"):  # left by an interrupted download
+                shutil.rmtree(stale, ignore_errors=True)
             staging = version_dir / f"libs.partial-{os.getpid()}"
-            shutil.rmtree(staging, ignore_errors=True)
             cmd = [
                 mvn, "-q", "-B", "-Dstyle.color=never",
                 "-f", str(POM_PATH),
@@ -606,6 +604,16 @@ class LocalBroker:
             return True
         return "kafka.Kafka" in cmdline and str(self.config_file) in cmdline
 
+    def _running_listeners(self) -> str | None:
+        """``listeners`` of the server.properties the running broker was started with."""
+        try:
+            for line in self.config_file.read_text().splitlines():
+                if line.startswith("listeners="):
+                    return line.split("=", 1)[1].strip()
+        except OSError:
+            pass
+        return None
+
     def _live_pid(self) -> int | None:
         _reap_children()
         pid = self._read_pid()
@@ -619,7 +627,9 @@ class LocalBroker:
             return False
         try:
             n = _run_coro_blocking(lambda: _metadata_probe(self.bootstrap, timeout), timeout + 3)
-        except Exception:  # noqa: BLE001 - any failure means "not (yet) answering"
+        except ImportError as exc:
+            raise BrokerError(f"cannot probe the broker: {exc} (pip install aiokafka)") from exc
+        except Exception:  # noqa: BLE001 - any other failure means "not (yet) answering"
             return False
         return isinstance(n, int) and n > 0
 
@@ -638,10 +648,19 @@ class LocalBroker:
         Blocks until the broker answers a metadata request. Raises BrokerError naming the log file
         (with its last lines) if it dies or does not answer within ``timeout`` seconds.
         """
+        if importlib.util.find_spec("aiokafka") is None:
+            raise BrokerError("aiokafka is not installed; start() uses it to probe the broker")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with _file_lock(self.state_dir / "broker.lock"):
             pid = self._live_pid()
             if pid is not None:
+                running_listeners = self._running_listeners()
+                wanted = self._server_properties()["listeners"]
+                if running_listeners is not None and running_listeners != wanted:
+                    raise BrokerError(
+                        f"the broker of {self.state_dir} is already running (pid {pid}) with listeners "
+                        f"{running_listeners}, not {wanted}: stop() it first"
+                    )
                 if self._answers():
                     self.progress(f"Kafka broker already running at {self.bootstrap} (pid {pid})")
                     return self.bootstrap
