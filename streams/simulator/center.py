@@ -84,11 +84,11 @@ QUEUES: tuple[QueueSpec, ...] = (
               dispositions=(("sale", True, 0.3), ("quote_sent", True, 0.25), ("no_sale", True, 0.25),
                             ("follow_up", False, 0.2))),
     QueueSpec("support", "voice", 0.35, talk_median=330, acw_median=40, hold_p=0.22, transfer_p=0.06,
-              transfer_to="billing", patience_median=110, max_wait=300, flow_to="callback",
+              transfer_to="billing", patience_median=110, max_wait=120, flow_to="callback",
               dispositions=(("resolved", True, 0.55), ("info_provided", True, 0.15),
                             ("escalated", False, 0.15), ("follow_up", False, 0.15))),
     QueueSpec("billing", "voice", 0.15, talk_median=270, acw_median=35, hold_p=0.15, transfer_p=0.05,
-              transfer_to="sales", patience_median=90, max_wait=150, flow_to="queue:support",
+              transfer_to="sales", patience_median=90, max_wait=100, flow_to="queue:support",
               dispositions=(("payment_arranged", True, 0.3), ("refund", True, 0.2), ("resolved", True, 0.3),
                             ("follow_up", False, 0.2))),
     QueueSpec("chat_support", "chat", 0.25, acw_median=15, acw_sigma=0.5, patience_median=200,
@@ -139,6 +139,7 @@ class TeamSpec:
     """(queues, capacity per channel, weight out of 20): skill sets handed out round the team."""
     load_factor: float = 1.0          # extra load on the primary queue (overflow, callbacks)
     night_min: int = 1                # agents on duty at any hour
+    sizing_target: float = 0.50       # Erlang C service level the team is sized for (before shrinkage)
 
 
 TEAMS: tuple[TeamSpec, ...] = (
@@ -158,7 +159,7 @@ TEAMS: tuple[TeamSpec, ...] = (
     )),
     TeamSpec("chat", "chat_support", (
         (("chat_support",), (("chat", 3),), 20),
-    )),
+    ), sizing_target=0.35),
     TeamSpec("email", "email_support", (
         (("email_support",), (("email", 1),), 20),
     ), night_min=0),
@@ -178,9 +179,9 @@ def team_variant(team: TeamSpec, index: int) -> tuple[tuple[str, ...], dict[str,
 # --- staffing ---------------------------------------------------------------------------------
 
 SL_THRESHOLD_S = {"voice": 20.0, "chat": 60.0}
-SIZING_TARGET = 0.80
+CHAT_CONCURRENCY = 3
 SHRINKAGE = 1.12              # breaks and lunch take about 1 h of an 8.5 h shift
-SHIFT_SLOTS = 17              # 8.5 h in half hours
+SHIFT_LENGTHS = (17, 12, 8)   # 8.5 h, 6 h, 4 h in half hours (the shortest is the fallback)
 SLOTS = 48
 
 
@@ -204,29 +205,37 @@ def erlang_c_agents(arrivals_per_s: float, aht_s: float, threshold_s: float, tar
         n += 1
 
 
-def cover_with_shifts(required: list[int], first_slot: int = 12) -> list[int]:
-    """Greedy cover of per-slot head counts with SHIFT_SLOTS-long shifts, going round the day
-    from `first_slot` so the night is covered by evening shifts. Returns sorted start slots."""
+def cover_with_shifts(required: list[int]) -> list[tuple[int, int]]:
+    """Greedy cover of per-slot head counts with shifts of 8.5, 6 or 4 hours.
+
+    Goes round the day from the night trough, so night shifts are known before the morning ramp.
+    Each missing agent gets the longest shift that is still mostly needed (part-timers cover the
+    evening decline). Returns (start slot, length in slots), sorted.
+    """
     covered = [0] * SLOTS
-    starts: list[int] = []
+    shifts: list[tuple[int, int]] = []
+    trough = min(range(SLOTS), key=lambda s: (required[s], -s))
     for i in range(SLOTS):
-        s = (first_slot + i) % SLOTS
-        deficit = required[s] - covered[s]
-        if deficit > 0:
-            starts.extend([s] * deficit)
-            for k in range(SHIFT_SLOTS):
-                covered[(s + k) % SLOTS] += deficit
-    return sorted(starts)
+        s = (trough + i) % SLOTS
+        while required[s] > covered[s]:
+            for length in SHIFT_LENGTHS:
+                surplus = sum(1 for k in range(length) if covered[(s + k) % SLOTS] >= required[(s + k) % SLOTS])
+                if surplus <= length // 5:
+                    break
+            shifts.append((s, length))
+            for k in range(length):
+                covered[(s + k) % SLOTS] += 1
+    return sorted(shifts)
 
 
 def slot_profile(slot: int) -> float:
     return MINUTE_PROFILE[slot * 30 + 15]
 
 
-def plan_day(rate_per_min: float, weekday: int, staffing_factor: float) -> dict[str, list[int]]:
-    """Shift start slots (half hours after local midnight) per team for one day."""
+def plan_day(rate_per_min: float, weekday: int, staffing_factor: float) -> dict[str, list[tuple[int, int]]]:
+    """Shifts (start half-hour slot after local midnight, length in half hours) per team for one day."""
     wf = WEEKDAY_FACTOR[weekday]
-    plan: dict[str, list[int]] = {}
+    plan: dict[str, list[tuple[int, int]]] = {}
     for team in TEAMS:
         spec = QUEUE_BY_NAME[team.primary]
         if spec.channel == "email":
@@ -236,20 +245,21 @@ def plan_day(rate_per_min: float, weekday: int, staffing_factor: float) -> dict[
         for slot in range(SLOTS):
             lam = rate_per_min / 60.0 * spec.share * team.load_factor * slot_profile(slot) * wf
             if spec.channel == "chat":
-                n = erlang_c_agents(lam, chat_handle_mean(spec), SL_THRESHOLD_S["chat"], SIZING_TARGET, 3)
+                # every chat slot is a server; an agent brings CHAT_CONCURRENCY of them
+                slots = erlang_c_agents(lam, chat_handle_mean(spec), SL_THRESHOLD_S["chat"], team.sizing_target)
+                n = round(slots * SHRINKAGE * staffing_factor / CHAT_CONCURRENCY)
             else:
-                n = erlang_c_agents(lam, spec.aht_mean, SL_THRESHOLD_S["voice"], SIZING_TARGET)
-            n = math.ceil(n * SHRINKAGE * staffing_factor - 0.25)
+                n = erlang_c_agents(lam, spec.aht_mean, SL_THRESHOLD_S["voice"], team.sizing_target)
+                n = math.ceil(n * SHRINKAGE * staffing_factor - 0.25)
             required.append(max(n, team.night_min))
         plan[team.name] = cover_with_shifts(required)
     return plan
 
 
-def _plan_email(rate_per_min: float, wf: float, staffing_factor: float) -> list[int]:
+def _plan_email(rate_per_min: float, wf: float, staffing_factor: float) -> list[tuple[int, int]]:
     per_day = sum(rate_per_min * TICKET_SHARE * ticket_profile(p) for p in MINUTE_PROFILE) * wf
     work_s = per_day * TICKET_REPLIES_MEAN * TICKET_WORK[0] * math.exp(TICKET_WORK[1] ** 2 / 2)
-    agents = max(1, math.ceil(work_s / (7.5 * 3600) * 1.2 * staffing_factor))
-    if wf < 0.5:
-        agents = max(1, math.ceil(agents * wf * 1.5))
+    # 7.5 productive hours a shift; 30 % headroom so the office-hours team also clears the night's mail
+    agents = max(1, math.ceil(work_s / (7.5 * 3600) * 1.3 * staffing_factor))
     # office hours: staggered starts 07:00 .. 10:30
-    return sorted(14 + (i % 8) for i in range(agents))
+    return sorted((14 + (i % 8), SHIFT_LENGTHS[0]) for i in range(agents))
