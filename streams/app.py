@@ -27,9 +27,11 @@ from models.events import EVENT_ADAPTER
 from streams.config import Settings
 from streams.dedup import ExpiryIndex
 from streams.ingest import Decoder, Rejection, dead_letter
+from streams.kafka_io import internal_events_topic
 from streams.metrics import IngestCollector, IngestStats
 
 log = logging.getLogger("floorwatch")
+_PARTITIONS_PACKED = 1024  # kafka.partitions is at most 1024
 
 try:
     __version__ = version("floorwatch")
@@ -86,12 +88,13 @@ class Floorwatch:
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         self.inputs = app.topic(*s.topics.inputs, **raw)
         self.deadletter = app.topic(s.topics.deadletter, **raw)
-        self.events = app.topic(f"{s.worker.app_id}-events", internal=True,
+        self.events = app.topic(internal_events_topic(s), internal=True,
                                 partitions=s.kafka.partitions, **raw)
-        # event id -> [event time ms, partition]; the partition lets a restarted worker rebuild
+        # dedup key -> event time ms * 1024 + partition. Plain str and int, which Faust restores
+        # natively (any other value_type is taken for a faust Record: recovery then logs
+        # "has no attribute 'from_data'" and stalls). The partition lets a restarted worker rebuild
         # the expiry index of the partitions it owns from the restored table.
-        self.seen = app.Table("seen-event-ids", default=None, partitions=s.kafka.partitions,
-                              key_type=str, value_type=list)
+        self.seen = app.Table("seen-event-ids", partitions=s.kafka.partitions, key_type=str, value_type=int)
         self.expiry = ExpiryIndex(window_ms=s.worker.dedup_window_s * 1000)
 
         self.registry.register(IngestCollector(self.stats, __version__, lambda: len(self.seen.data)))
@@ -144,11 +147,11 @@ class Floorwatch:
                 log.exception("engine: undecodable internal record at offset %s", event.message.offset)
                 continue
             dedup_key = f"{decoded.tenant}|{decoded.source}|{decoded.event_id}"
-            if seen.get(dedup_key) is not None:
+            if dedup_key in seen:
                 stats.duplicates[decoded.event_type] += 1
                 continue
             event_ms = int(decoded.occurred_at.timestamp() * 1000)
-            seen[dedup_key] = [event_ms, partition]
+            seen[dedup_key] = event_ms * _PARTITIONS_PACKED + partition
             expiry = self.expiry
             expiry.add(partition, dedup_key, event_ms)
             stats.accepted[decoded.event_type] += 1
@@ -160,5 +163,5 @@ class Floorwatch:
         """After a (re)assignment, index the ids the table now holds, by the partition owning them."""
         self.expiry = expiry = ExpiryIndex(window_ms=self.expiry.window_ms)
         for key, value in list(self.seen.data.items()):
-            if value:
-                expiry.add(value[1], key, value[0])
+            event_ms, partition = divmod(value, _PARTITIONS_PACKED)
+            expiry.add(partition, key, event_ms)

@@ -45,10 +45,20 @@ def consumer(kafka: KafkaSettings, *topics: str, **extra: Any) -> AIOKafkaConsum
     return AIOKafkaConsumer(*topics, **client_options(kafka), **extra)
 
 
+def internal_events_topic(settings: Settings) -> str:
+    """The internal topic carrying valid events re-keyed by entity, from ingest to the engine."""
+    return f"{settings.worker.app_id}-events"
+
+
 def all_topics(settings: Settings) -> list[str]:
-    """Every external topic Floorwatch reads or writes (Faust creates its internal ones itself)."""
+    """Every topic an agent consumes or a worker writes, except the table changelogs.
+
+    They must exist before a worker starts: a Faust consumer that subscribes while one of its
+    source topics is missing ignores that topic for the whole run (even if Faust itself creates
+    it a moment later, as it does for internal topics).
+    """
     t = settings.topics
-    return [*t.inputs, t.snapshots, t.alerts, t.deadletter]
+    return [*t.inputs, t.snapshots, t.alerts, t.deadletter, internal_events_topic(settings)]
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:

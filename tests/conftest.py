@@ -86,7 +86,7 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker"], cwd=REPO,
                 env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
