@@ -24,6 +24,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -274,13 +275,20 @@ class SurveyResponded(Envelope):
     queue: Name | None = None
     agent_id: Id | None = None
 
+    @field_validator("score")
+    @classmethod
+    def _on_scale(cls, score: int, info: ValidationInfo) -> int:
+        kind = info.data.get("kind")  # declared before score, so already validated
+        if kind is not None:
+            low, high = (1, 5) if kind is SurveyKind.csat else (0, 10)
+            if not low <= score <= high:
+                raise ValueError(f"score {score} is outside the {kind.value} scale {low}..{high}")
+        return score
+
     @model_validator(mode="after")
-    def _check(self) -> SurveyResponded:
+    def _one_subject(self) -> SurveyResponded:
         if (self.contact_id is None) == (self.ticket_id is None):
             raise ValueError("exactly one of contact_id and ticket_id is required")
-        low, high = (1, 5) if self.kind is SurveyKind.csat else (0, 10)
-        if not low <= self.score <= high:
-            raise ValueError(f"score {self.score} is outside the {self.kind.value} scale {low}..{high}")
         return self
 
     @property

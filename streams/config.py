@@ -165,13 +165,13 @@ class TopicSettings(BaseModel):
     def inputs(self) -> tuple[str, ...]:
         return (self.telephony, self.chat, self.ticket, self.agent, self.survey)
 
-    def input_for(self, event_type: str) -> str:
-        """The input topic an event of this type belongs on (used by the simulator and replay)."""
+    def input_for(self, event_type: str, channel: str | None = None) -> str:
+        """The input topic an event of this type belongs on (the simulator's and replay's routing)."""
         family = event_type.split(".", 1)[0]
-        if family == "chat":
+        if family == "chat" or (family == "contact" and channel == "chat"):
             return self.chat
         return {"contact": self.telephony, "agent": self.agent, "ticket": self.ticket,
-                "survey": self.survey}[family]
+                "survey": self.survey}.get(family, self.telephony)
 
 
 class WorkerSettings(BaseModel):

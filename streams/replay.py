@@ -22,7 +22,9 @@ import orjson
 from streams.config import Settings
 from streams.kafka_io import ensure_topics, producer
 
-_KEY_FIELDS = ("contact_id", "agent_id", "ticket_id")
+# Which id keys an event family: all events of one contact, agent or ticket share a partition.
+_KEY_FIELDS = {"contact": ("contact_id",), "chat": ("contact_id",), "agent": ("agent_id",),
+               "ticket": ("ticket_id",), "survey": ("contact_id", "ticket_id")}
 
 
 @dataclass
@@ -41,13 +43,10 @@ def route(settings: Settings, line: bytes) -> tuple[str, bytes | None, dict | No
     if not isinstance(parsed, dict) or not isinstance(parsed.get("event_type"), str):
         return settings.topics.telephony, None, None
     event_type = parsed["event_type"]
-    try:
-        topic = settings.topics.input_for(event_type)
-    except KeyError:
-        topic = settings.topics.telephony
-    if event_type.startswith("contact.") and parsed.get("channel") == "chat":
-        topic = settings.topics.chat
-    key = next((parsed[f] for f in _KEY_FIELDS if isinstance(parsed.get(f), str) and parsed[f]), None)
+    channel = parsed.get("channel")
+    topic = settings.topics.input_for(event_type, channel if isinstance(channel, str) else None)
+    fields = _KEY_FIELDS.get(event_type.split(".", 1)[0], ())
+    key = next((parsed[f] for f in fields if isinstance(parsed.get(f), str) and parsed[f]), None)
     return topic, key.encode() if key else None, parsed
 
 

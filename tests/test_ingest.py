@@ -47,6 +47,8 @@ def test_good_event(decoder):
     (raw(occurred_at="2026-11-23T10:00:00"), RejectReason.schema_error, "occurred_at"),
     (raw(channel="fax"), RejectReason.schema_error, "channel"),
     (raw(queue=12), RejectReason.schema_error, "queue"),
+    (orjson.dumps({**{k: GOOD[k] for k in ("event_id", "occurred_at", "source")}, "event_type": "survey.responded",
+                   "contact_id": "c1", "kind": "csat", "score": 9}), RejectReason.schema_error, "score"),
 ])
 def test_rejections_are_precise(decoder, value, reason, field):
     result = decoder.decode(value)
