@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -189,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "worker":
+        # aiokafka logs retried produce errors (a leader not yet elected on a topic created a
+        # moment ago) as warnings; they resolve themselves and only clutter the terminal.
+        logging.getLogger("aiokafka").setLevel(logging.ERROR)
     try:
         return args.func(args) or 0
     except ConfigError as exc:

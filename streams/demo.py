@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -36,6 +37,14 @@ def demo_hash_key() -> str:
         path.write_text(secrets.token_hex(32))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def busy_zone(now: datetime | None = None, local_hour: int = 10) -> str:
+    """A fixed-offset zone where it is about `local_hour` o'clock now: the demo's center is busy
+    whenever you run it (Etc/GMT-N means UTC+N)."""
+    now = now or datetime.now(UTC)
+    offset = (local_hour - now.hour + 12) % 24 - 12  # -12..+11 hours
+    return "Etc/GMT" + ("" if offset == 0 else f"{-offset:+d}")
 
 
 def scrape(url: str, timeout: float = 2.0) -> dict[str, dict[tuple, float]]:
@@ -78,6 +87,11 @@ def run_demo(settings: Settings, *, duration: float, rate: float, speed: float,
     settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})})
     hash_key = (settings.privacy.customer_hash_key.get_secret_value()
                 if settings.privacy.customer_hash_key else demo_hash_key())
+    if "timezone" not in settings.site.model_fields_set and not os.environ.get("FLOORWATCH_SITE__TIMEZONE"):
+        zone = busy_zone()
+        settings = settings.model_copy(update={"site": settings.site.model_copy(update={"timezone": zone})})
+        print(f"demo: no site time zone configured; simulating a site in {zone}, where it is "
+              f"{datetime.now(settings.site.tz):%H:%M} (business hours)")
     created = asyncio.run(ensure_topics(settings))
     if created:
         print(f"demo: created topics {', '.join(created)}")
@@ -86,7 +100,8 @@ def run_demo(settings: Settings, *, duration: float, rate: float, speed: float,
     logs.mkdir(parents=True, exist_ok=True)
     worker_log = logs / "demo-worker.log"
     env = dict(os.environ, FLOORWATCH_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
-               FLOORWATCH_PRIVACY__CUSTOMER_HASH_KEY=hash_key)
+               FLOORWATCH_PRIVACY__CUSTOMER_HASH_KEY=hash_key,
+               FLOORWATCH_SITE__TIMEZONE=settings.site.timezone)
     command = [sys.executable, "-m", "streams.cli", "worker"] + (["--config", config_path] if config_path else [])
     with worker_log.open("ab") as log_file:
         worker = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,

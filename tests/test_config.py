@@ -107,3 +107,14 @@ def test_generated_reference_docs_are_current():
         assert (DOCS / name).read_text() == render(), f"docs/{name} drifted: run python -m streams.docs"
     text = README.read_text()
     assert readme_with_examples(text) == text, "README events block drifted: run python -m streams.docs"
+
+
+@pytest.mark.parametrize("utc_hour", range(24))
+def test_demo_zone_is_mid_morning_whatever_the_hour(utc_hour):
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from streams.demo import busy_zone
+
+    now = datetime(2026, 11, 23, utc_hour, 30, tzinfo=UTC)
+    assert now.astimezone(ZoneInfo(busy_zone(now))).hour == 10

@@ -1,0 +1,49 @@
+"""Smoke test of the ingest benchmark harness (bench/ingest.py) against the session broker.
+
+Numbers are reported, never asserted: this only checks that the harness runs end to end, that
+every contender really processed every event, and that the report holds the rows and ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+N = 3000
+
+
+@pytest.mark.timeout(180)
+def test_ingest_bench_smoke(kafka_bootstrap, tmp_path):
+    out = tmp_path / "ingest.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.ingest", "--bootstrap", kafka_bootstrap, "--events", str(N),
+         "--timeout", "60", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, f"harness failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+
+    report = json.loads(out.read_text())
+    rows = {row["id"]: row for row in report["rows"]}
+    assert set(rows) == {"A", "B", "C"}
+    for key, row in rows.items():
+        assert "error" not in row, (key, row)
+        assert row["count"] == N, (key, row)
+        for metric in ("events_per_s", "cpu_s_per_million", "peak_rss_mib", "drain_s", "wall_s"):
+            assert isinstance(row[metric], (int, float)), (key, metric, row)
+    # A and B count in their own state too (the dict, the windowed table): every event once
+    assert rows["A"]["counted_in_state"] == N
+    assert rows["B"]["counted_in_state"] == N
+    assert set(report["ratios"]) == {"C/A", "C/B"}
+    assert all(isinstance(v, float) for v in report["ratios"].values()), report["ratios"]
+    assert report["prefill"]["events"] == N and sum(report["prefill"]["by_topic"].values()) == N
+    assert report["machine"]["events"] == N and report["machine"]["partitions"] == 4
+    # the printed table has the three rows and both ratios
+    assert "C/A events/s" in proc.stdout and "C/B events/s" in proc.stdout
+    for key in "ABC":
+        assert f"\n{key}  " in proc.stdout
