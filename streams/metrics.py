@@ -40,36 +40,22 @@ class IngestCollector(Collector):
         info.add_metric([], {"version": self._version})
         yield info
 
-        received = CounterMetricFamily(
+        yield _by_label(
             "floorwatch_ingest_received_records",
-            "Records read from the input topics, good or bad, by source topic.", labels=["topic"])
-        for topic, n in sorted(s.received.items()):
-            received.add_metric([topic], n)
-        yield received
-
-        forwarded = CounterMetricFamily(
+            "Records read from the input topics, good or bad, by source topic.", "topic", s.received)
+        yield _by_label(
             "floorwatch_ingest_valid_events",
             "Input records that decoded and validated, duplicates included, by event type.",
-            labels=["event_type"])
-        for event_type, n in sorted(s.forwarded.items()):
-            forwarded.add_metric([event_type], n)
-        yield forwarded
-
-        accepted = CounterMetricFamily(
+            "event_type", s.forwarded)
+        yield _by_label(
             "floorwatch_ingest_accepted_events",
             "Valid events seen for the first time (after de-duplication on event_id) and applied, "
-            "by event type.", labels=["event_type"])
-        for event_type, n in sorted(s.accepted.items()):
-            accepted.add_metric([event_type], n)
-        yield accepted
-
-        duplicates = CounterMetricFamily(
+            "by event type.", "event_type", s.accepted)
+        yield _by_label(
             "floorwatch_ingest_duplicate_events",
             "Valid events dropped because their event_id was already applied (sources deliver at "
-            "least once; duplicates are counted, not dead-lettered), by event type.", labels=["event_type"])
-        for event_type, n in sorted(s.duplicates.items()):
-            duplicates.add_metric([event_type], n)
-        yield duplicates
+            "least once; duplicates are counted, not dead-lettered), by event type.",
+            "event_type", s.duplicates)
 
         rejected = CounterMetricFamily(
             "floorwatch_ingest_rejected_records",
@@ -86,3 +72,10 @@ class IngestCollector(Collector):
             "Event ids this worker currently remembers for de-duplication (bounded by the dedup window).")
         remembered.add_metric([], self._remembered_ids())
         yield remembered
+
+
+def _by_label(name: str, documentation: str, label: str, tally: Tally[str]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, n in sorted(tally.items()):
+        family.add_metric([value], n)
+    return family

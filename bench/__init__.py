@@ -1,0 +1,1 @@
+"""Benchmarks of Floorwatch (not part of the installed package). Run `python -m bench.ingest`."""
