@@ -83,6 +83,9 @@ class Floorwatch:
             store="memory://",
             autodiscover=False,
             web_enabled=True,
+            # Let the producer batch for a few ms: with no linger every forwarded event and
+            # every changelog write became its own tiny produce request.
+            producer_linger=0.005,
         )
         app = self.app
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
