@@ -16,6 +16,7 @@ from streams.kpi.queues import QueueIntervals, QueueRules
 from streams.kpi.windows import SiteClock, to_ms
 from streams.simulator import SimConfig, generate
 from tests import oracle
+from tests.oracle_compare import assert_same_window
 
 COUNTS = ("offered", "answered", "abandoned", "short_abandoned", "flowed_out", "answered_within_sl",
           "abandoned_within_sl", "transferred", "handled", "held")
@@ -49,11 +50,7 @@ def compare(engine: QueueIntervals, seen, zone: str, settings) -> int:
     for (queue, channel, start), want in expected.items():
         got = actual[(queue, channel, to_ms(start))]
         where = (queue, channel, start.isoformat())
-        for name in COUNTS:
-            assert getattr(got, name) == getattr(want, name), (where, name)
-        for name in RATIOS:
-            g, w = getattr(got, name), getattr(want, name)
-            assert (g is None) == (w is None) and (g is None or g == pytest.approx(w, rel=1e-9, abs=1e-9)), (where, name)
+        assert_same_window(got, want, where, COUNTS, RATIOS)
         for formula in ServiceLevelFormula:
             g, w = got.service_level(formula), want.service_level(formula.value)
             assert (g is None) == (w is None) and (g is None or abs(g - w) <= 1e-9), (where, formula)

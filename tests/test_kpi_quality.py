@@ -2,7 +2,6 @@
 
 import itertools
 import json
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from models.events import EVENT_ADAPTER

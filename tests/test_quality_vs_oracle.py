@@ -18,6 +18,7 @@ from streams.kpi.quality import (CustomerState, QualityEvent, QualityIntervals, 
 from streams.kpi.tickets import to_us
 from streams.kpi.windows import SiteClock, to_ms
 from tests import oracle_quality
+from tests.oracle_compare import assert_same_window
 from tests.test_engine_vs_oracle import arrivals
 
 COUNTS = ("csat_responses", "csat_satisfied", "csat_score_sum", "nps_responses", "nps_promoters",
@@ -53,11 +54,7 @@ def compare(engine: QualityIntervals, seen, zone: str, at, window_s: float) -> i
     for (queue, start), want in expected.items():
         got = actual[(queue, to_ms(start))]
         where = (queue, start.isoformat())
-        for name in COUNTS:
-            assert getattr(got, name) == getattr(want, name), (where, name)
-        for name in RATIOS:
-            g, w = getattr(got, name), getattr(want, name)
-            assert (g is None) == (w is None) and (g is None or g == pytest.approx(w, rel=1e-9, abs=1e-9)), (where, name)
+        assert_same_window(got, want, where, COUNTS, RATIOS)
     return len(expected)
 
 

@@ -16,6 +16,7 @@ import pytest
 from streams.kpi.tickets import RANK, TicketEvent, TicketIntervals, TicketRules, TicketState, to_us
 from streams.kpi.windows import SiteClock, to_ms
 from tests import oracle_tickets
+from tests.oracle_compare import assert_same_window
 from tests.test_engine_vs_oracle import arrivals
 
 COUNTS = ("created", "first_responses", "solved", "reopened", "first_response_breached",
@@ -41,11 +42,7 @@ def compare(engine: TicketIntervals, seen, zone: str, case, at=None) -> int:
     for (queue, priority, start), want in expected.items():
         got = actual[(queue, priority, to_ms(start))]
         where = (queue, priority, start.isoformat())
-        for name in COUNTS:
-            assert getattr(got, name) == getattr(want, name), (where, name)
-        for name in RATIOS:
-            g, w = getattr(got, name), getattr(want, name)
-            assert (g is None) == (w is None) and (g is None or g == pytest.approx(w, rel=1e-9, abs=1e-9)), (where, name)
+        assert_same_window(got, want, where, COUNTS, RATIOS)
     return len(expected)
 
 
