@@ -1,37 +1,60 @@
-"""The Faust application: thin agents around the pure modules.
+"""The worker: a batched ingest loop and a Faust agent that owns the KPI state.
 
-    input topics ──ingest──▶ {app_id}-events (keyed by contact/agent/ticket) ──engine──▶ KPI state
-         │                                                    (dedup on event_id, table-backed)
-         └── rejected ──▶ cc.deadletter (reason, field, raw bytes, topic/partition/offset)
+    input topics ──ingest (aiokafka loop)──▶ {app_id}-events ──engine (Faust agent)──▶ entity-records table
+         │            one message per (partition, batch)           │  + aggregates (streams.partition)
+         └── rejected ──▶ cc.deadletter                            └── /metrics (streams.exposition)
 
-`ingest` is stateless: it validates, dead-letters what is bad, hashes personal data away and
-re-keys each valid event by the entity whose lifecycle it belongs to, so that all events of one
-contact, agent or ticket meet on one partition of the internal topic. `engine` owns the state on
-that partition: the de-duplication memory now, the KPI state later.
+`ingest` is stateless: it validates, dead-letters what is bad, hashes personal data away and routes
+each valid event to the partition of the entity whose lifecycle it belongs to (contact, agent,
+ticket), so that all events of one entity meet on one partition. It reads and writes in batches
+with plain aiokafka clients: Faust's per-message machinery costs about 330 µs per event and stage
+(docs/architecture.md), more than all of our own work, and a per-event internal hop starved the
+engine while ingest had a backlog. It commits its input offsets only after the batch is written
+(at least once); the engine's records recognise anything delivered twice.
+
+`engine` receives one Faust event per batch. It applies the events to the partition's
+`PartitionState` and writes each changed entity record once per batch to the table's changelog,
+so the ids that guard a record and the state they guard always reach the changelog together. The
+aggregates are rebuilt from the records when a partition is (re)assigned.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import socket
+import zlib
+from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.types import EventT
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from models.deadletter import RejectReason
 from models.events import EVENT_ADAPTER
+from streams import kafka_io
 from streams.config import Settings
-from streams.dedup import ExpiryIndex
+from streams.exposition import KpiCollector
 from streams.ingest import Decoder, Rejection, dead_letter
 from streams.kafka_io import internal_events_topic
+from streams.kpi.queues import QueueRules
+from streams.kpi.windows import SiteClock
 from streams.metrics import IngestCollector, IngestStats
+from streams.partition import Outcome, PartitionConfig, PartitionState, TooLate
 
 log = logging.getLogger("floorwatch")
-_PARTITIONS_PACKED = 1024  # kafka.partitions is at most 1024
+# A batch message on the internal topic: one line per event, "topic\tpartition\toffset\ttimestamp_ms\tjson"
+# (the source position travels with the event, for the dead-letter record of a too-late event).
+_MAX_BATCH_LINES = 1000   # keeps a batch message well under the broker's 1 MB default
+
+
+def entity_partition(entity_key: str, partitions: int) -> int:
+    """The internal topic's partition of an entity: stable across processes and restarts."""
+    return zlib.crc32(entity_key.encode()) % partitions
+
 
 try:
     __version__ = version("floorwatch")
@@ -83,88 +106,173 @@ class Floorwatch:
             store="memory://",
             autodiscover=False,
             web_enabled=True,
-            # Let the producer batch for a few ms: with no linger every forwarded event and
-            # every changelog write became its own tiny produce request.
+            # Let the producer batch for a few ms: with no linger every changelog write became its
+            # own tiny produce request.
             producer_linger=0.005,
+            # Every value here is bytes we encode ourselves (orjson), table changelogs included.
+            key_serializer="raw",
+            value_serializer="raw",
         )
         app = self.app
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-        self.inputs = app.topic(*s.topics.inputs, **raw)
-        self.deadletter = app.topic(s.topics.deadletter, **raw)
-        self.events = app.topic(internal_events_topic(s), internal=True,
-                                partitions=s.kafka.partitions, **raw)
-        # dedup key -> event time ms * 1024 + partition. Plain str and int, which Faust restores
-        # natively (any other value_type is taken for a faust Record: recovery then logs
-        # "has no attribute 'from_data'" and stalls). The partition lets a restarted worker rebuild
-        # the expiry index of the partitions it owns from the restored table.
-        self.seen = app.Table("seen-event-ids", partitions=s.kafka.partitions, key_type=str, value_type=int)
-        self.expiry = ExpiryIndex(window_ms=s.worker.dedup_window_s * 1000)
-
-        self.registry.register(IngestCollector(self.stats, __version__, lambda: len(self.seen.data)))
+        self.events_topic_name = internal_events_topic(s)
+        self.events = app.topic(self.events_topic_name, internal=True, partitions=s.kafka.partitions,
+                                key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        # entity key -> EntityRecord.encode(): bytes, which Faust restores natively (a value_type that
+        # is not a faust Record is taken for one: recovery then logs "has no attribute 'from_data'").
+        self.records = app.Table("entity-records", partitions=s.kafka.partitions, key_type=str, value_type=bytes)
+        clock = SiteClock.from_settings(s.site)
+        self.partition_config = PartitionConfig(
+            clock, functools.cache(lambda queue, channel: QueueRules.of(s.queue(queue, channel))),
+            rolling_minutes=tuple(s.site.rolling_windows_minutes))
+        self.states: dict[int, PartitionState] = {}   # the partitions owned and recovered
+        self.registry.register(IngestCollector(self.stats, __version__))
+        self.registry.register(KpiCollector(lambda: list(self.states.values()), s))
         setup_prometheus_sensors(app, pattern="/metrics", registry=self.registry,
                                  name_prefix="floorwatch_faust")
-        app.agent(self.inputs, name="ingest")(self._ingest)
+        app.task(self._ingest_loop)
         app.agent(self.events, name="engine")(self._engine)
-        self.seen.on_recover(self._rebuild_expiry)
+        self.records.on_recover(self._on_recovered)
+        app.on_partitions_revoked.connect(self._on_revoked)
 
-    # -- agents ---------------------------------------------------------------------------------
+    # -- ingest ---------------------------------------------------------------------------------
 
-    async def _ingest(self, stream: faust.StreamT) -> None:
+    async def _ingest_loop(self) -> None:
+        s = self.settings
+        consumer = kafka_io.consumer(s.kafka, *s.topics.inputs, group_id=f"{s.worker.app_id}-ingest",
+                                     max_partition_fetch_bytes=4 * 1024 * 1024)
+        producer = kafka_io.producer(s.kafka)
+        await producer.start()
+        await consumer.start()
+        log.info("ingest: reading %s", ", ".join(s.topics.inputs))
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=100, max_records=20_000)
+                if not batches:
+                    continue
+                sends = self.ingest_batch(batches, producer)
+                await asyncio.gather(*sends)
+                await consumer.commit()
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    def ingest_batch(self, batches, producer) -> list:
+        """Validate a poll's records; return the pending sends (batched events, dead letters)."""
         decode = self.decoder.decode
         stats = self.stats
-        send_event = self.events.send_soon
-        async for event in stream.events():
-            message = event.message
-            stats.received[message.topic] += 1
-            try:
-                decoded = decode(message.value)
-                if isinstance(decoded, Rejection):
-                    self._reject(event, decoded)
-                    continue
-                stats.forwarded[decoded.event_type] += 1
-                send_event(key=decoded.entity_key.encode(), value=decoded.__pydantic_serializer__.to_json(decoded))
-            except Exception as exc:  # a bad event never stops the agent
-                log.exception("ingest: unexpected error on %s[%s]@%s", message.topic, message.partition,
-                              message.offset)
-                self._reject(event, Rejection(RejectReason.internal_error, f"internal error: {type(exc).__name__}"))
+        partitions = self.settings.kafka.partitions
+        by_partition: dict[int, list[bytes]] = defaultdict(list)
+        sends = []
+        for tp, records in batches.items():
+            topic = tp.topic
+            prefix = f"{topic}\t{tp.partition}\t".encode()
+            for record in records:
+                stats.received[topic] += 1
+                try:
+                    decoded = decode(record.value)
+                    if isinstance(decoded, Rejection):
+                        sends.append(self._dead_letter(producer, record, decoded))
+                        continue
+                    stats.forwarded[decoded.event_type] += 1
+                    line = b"%s%d\t%d\t%s" % (prefix, record.offset, record.timestamp or 0,
+                                               decoded.__pydantic_serializer__.to_json(decoded))
+                    by_partition[entity_partition(decoded.entity_key, partitions)].append(line)
+                except Exception as exc:  # a bad event never stops ingest
+                    log.exception("ingest: unexpected error on %s[%s]@%s", topic, tp.partition, record.offset)
+                    sends.append(self._dead_letter(producer, record, Rejection(
+                        RejectReason.internal_error, f"internal error: {type(exc).__name__}")))
+        target = self.events_topic_name
+        for partition, lines in by_partition.items():
+            for i in range(0, len(lines), _MAX_BATCH_LINES):
+                sends.append(producer.send(target, b"\n".join(lines[i:i + _MAX_BATCH_LINES]),
+                                           partition=partition))
+        return [_sent(send) for send in sends]
 
-    def _reject(self, event: EventT, rejection: Rejection) -> None:
-        message = event.message
-        record = dead_letter(
-            message.value, rejection, topic=message.topic, partition=message.partition,
-            offset=message.offset, timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-            key=message.key, hash_key=self.decoder.hash_key, worker=self.worker_name)
-        self.stats.rejected[(rejection.reason.value, message.topic)] += 1
-        self.deadletter.send_soon(key=message.key, value=record.model_dump_json().encode())
+    def _dead_letter(self, producer, record, rejection: Rejection):
+        entry = dead_letter(
+            record.value, rejection, topic=record.topic, partition=record.partition, offset=record.offset,
+            timestamp_ms=record.timestamp, key=record.key, hash_key=self.decoder.hash_key,
+            worker=self.worker_name)
+        self.stats.rejected[(rejection.reason.value, record.topic)] += 1
+        return producer.send(self.settings.topics.deadletter, entry.model_dump_json().encode(), key=record.key)
+
+    # -- engine ---------------------------------------------------------------------------------
 
     async def _engine(self, stream: faust.StreamT) -> None:
-        seen = self.seen
         stats = self.stats
         validate = EVENT_ADAPTER.validate_json
         context = {"customer_hash_key": self.decoder.hash_key}
+        table = self.records
         async for event in stream.events():
             partition = event.message.partition
-            try:
-                decoded = validate(event.message.value, context=context)
-            except ValidationError:  # only our own ingest writes here; never expected
-                log.exception("engine: undecodable internal record at offset %s", event.message.offset)
-                continue
-            dedup_key = f"{decoded.tenant}|{decoded.source}|{decoded.event_id}"
-            if dedup_key in seen:
-                stats.duplicates[decoded.event_type] += 1
-                continue
-            event_ms = int(decoded.occurred_at.timestamp() * 1000)
-            seen[dedup_key] = event_ms * _PARTITIONS_PACKED + partition
-            expiry = self.expiry
-            expiry.add(partition, dedup_key, event_ms)
-            stats.accepted[decoded.event_type] += 1
-            if expiry.due(partition):
-                for key in expiry.pop_expired(partition):
-                    seen.pop(key, None)
+            state = self.states.get(partition)
+            if state is None:  # not restored yet (cannot happen after on_recover; be safe)
+                state = self.states[partition] = PartitionState(self.partition_config)
+            for line in event.message.value.split(b"\n"):
+                try:
+                    topic, source_partition, offset, timestamp, payload = line.split(b"\t", 4)
+                    decoded = validate(payload, context=context)
+                    outcome = state.apply(decoded)
+                except (ValueError, ValidationError):  # only our own ingest writes here; never expected
+                    log.exception("engine: undecodable internal line in %s[%s]@%s",
+                                  event.message.topic, partition, event.message.offset)
+                    continue
+                if outcome is Outcome.accepted:
+                    stats.accepted[decoded.event_type] += 1
+                elif outcome is Outcome.duplicate:
+                    stats.duplicates[decoded.event_type] += 1
+                elif isinstance(outcome, TooLate):
+                    await self._too_late(topic.decode(), int(source_partition), int(offset), int(timestamp),
+                                         payload, outcome)
+            state.advance()
+            changed, deleted = state.take_dirty()
+            for key, value in changed.items():
+                table[key] = value
+            for key in deleted:
+                table.pop(key, None)
 
-    async def _rebuild_expiry(self) -> None:
-        """After a (re)assignment, index the ids the table now holds, by the partition owning them."""
-        self.expiry = expiry = ExpiryIndex(window_ms=self.expiry.window_ms)
-        for key, value in list(self.seen.data.items()):
-            event_ms, partition = divmod(value, _PARTITIONS_PACKED)
-            expiry.add(partition, key, event_ms)
+    async def _too_late(self, topic: str, partition: int, offset: int, timestamp_ms: int, payload: bytes,
+                        late: TooLate) -> None:
+        rejection = Rejection(RejectReason.too_late, (
+            f"event time {late.event_us // 1000} ms is before the retained windows "
+            f"(since {late.retained_since_us // 1000} ms)"), "occurred_at")
+        entry = dead_letter(payload, rejection, topic=topic, partition=partition, offset=offset,
+                            timestamp_ms=timestamp_ms or None, key=None, hash_key=self.decoder.hash_key,
+                            worker=self.worker_name)
+        self.stats.rejected[(RejectReason.too_late.value, topic)] += 1
+        await self.app.producer.send(self.settings.topics.deadletter, key=None,
+                                     value=entry.model_dump_json().encode(), partition=None,
+                                     timestamp=None, headers=None)
+
+    # -- ownership ------------------------------------------------------------------------------
+
+    async def _on_revoked(self, sender, revoked, **kwargs) -> None:
+        """Stop exporting revoked partitions at once; the new owner rebuilds them."""
+        for tp in revoked:
+            if tp.topic == self.events_topic_name:
+                self.states.pop(tp.partition, None)
+
+    async def _on_recovered(self) -> None:
+        """Own exactly the active partitions: rebuild the aggregates of those without state."""
+        active = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.events_topic_name}
+        for partition in list(self.states):
+            if partition not in active:
+                del self.states[partition]
+        missing = active - set(self.states)
+        if not missing:
+            return
+        partitions = self.settings.kafka.partitions
+        values: dict[int, list[tuple[str, bytes]]] = {p: [] for p in missing}
+        for key, value in self.records.data.items():
+            p = entity_partition(key, partitions)
+            if p in values and value is not None:
+                values[p].append((key, value))
+        for p, items in values.items():
+            self.states[p] = PartitionState.rebuild(self.partition_config, items)
+        log.info("engine: rebuilt partitions %s from %d records", sorted(missing),
+                 sum(len(v) for v in values.values()))
+
+
+async def _sent(send):
+    """producer.send() returns a future once queued; wait for the broker's acknowledgement."""
+    return await (await send)

@@ -181,9 +181,6 @@ class WorkerSettings(BaseModel):
     web_host: str = Field(default="127.0.0.1", description="Address of the worker's web server (/metrics); 0.0.0.0 in containers.")
     web_port: Annotated[int, Field(ge=1, le=65535)] = Field(default=6066, description="Port of /metrics.")
     data_dir: Path = Field(default=Path(".floorwatch/worker"), description="Local state of the worker (table stores).")
-    dedup_window_s: Annotated[int, Field(ge=60)] = Field(
-        default=24 * 3600,
-        description="How long an event_id is remembered for de-duplication, in event time.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Worker log level.")
 
 

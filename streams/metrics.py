@@ -8,9 +8,9 @@ into metric families when Prometheus scrapes.
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from models.deadletter import RejectReason
@@ -28,11 +28,9 @@ class IngestStats:
 
 
 class IngestCollector(Collector):
-    def __init__(self, stats: IngestStats, version: str,
-                 remembered_ids: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, stats: IngestStats, version: str) -> None:
         self._stats = stats
         self._version = version
-        self._remembered_ids = remembered_ids
 
     def collect(self) -> Iterator:
         s = self._stats
@@ -66,12 +64,6 @@ class IngestCollector(Collector):
             for topic in topics:
                 rejected.add_metric([reason.value, topic], s.rejected.get((reason.value, topic), 0))
         yield rejected
-
-        remembered = GaugeMetricFamily(
-            "floorwatch_dedup_remembered_event_ids",
-            "Event ids this worker currently remembers for de-duplication (bounded by the dedup window).")
-        remembered.add_metric([], self._remembered_ids())
-        yield remembered
 
 
 def _by_label(name: str, documentation: str, label: str, tally: Tally[str]) -> CounterMetricFamily:

@@ -129,3 +129,17 @@ class ContactState:
     @property
     def last_event_us(self) -> int:
         return max(e.at_us for e in self.events)
+
+
+def open_segments(events: Iterable[ContactEvent]) -> list[tuple[str, str, int]]:
+    """The contact's queue segments still waiting after its known events: (queue, channel, enqueued µs).
+
+    Same pairing as `contact_facts`: an answer, abandon or flow-out closes the oldest open segment of
+    its queue."""
+    waiting: dict[str, list[tuple[str, int]]] = {}
+    for e in sorted(events):
+        if e.event_type == "contact.enqueued":
+            waiting.setdefault(e.queue, []).append((e.channel, e.at_us))
+        elif e.event_type in _CLOSES and waiting.get(e.queue):
+            waiting[e.queue].pop(0)
+    return [(queue, channel, at) for queue, segments in waiting.items() for channel, at in segments]

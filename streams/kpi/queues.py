@@ -89,15 +89,19 @@ class QueueCounters:
 
     # -- KPIs (None when the denominator is empty) ----------------------------------------------
 
-    def service_level(self, formula: ServiceLevelFormula | str) -> float | None:
+    def service_level_terms(self, formula: ServiceLevelFormula | str) -> tuple[int, int]:
+        """(numerator, denominator) of a service-level formula (docs/kpi-definitions.md)."""
         formula = ServiceLevelFormula(formula)
         if formula is ServiceLevelFormula.answered_of_offered_excl_short:
-            return _ratio(self.answered_within_sl, self.answered + self.abandoned - self.short_abandoned)
+            return self.answered_within_sl, self.answered + self.abandoned - self.short_abandoned
         if formula is ServiceLevelFormula.answered_of_answered:
-            return _ratio(self.answered_within_sl, self.answered)
+            return self.answered_within_sl, self.answered
         if formula is ServiceLevelFormula.met_of_removed:
-            return _ratio(self.answered_within_sl + self.abandoned_within_sl, self.answered + self.abandoned)
-        return _ratio(self.answered_within_sl, self.answered + self.abandoned)
+            return self.answered_within_sl + self.abandoned_within_sl, self.answered + self.abandoned
+        return self.answered_within_sl, self.answered + self.abandoned
+
+    def service_level(self, formula: ServiceLevelFormula | str) -> float | None:
+        return _ratio(*self.service_level_terms(formula))
 
     @property
     def asa_s(self) -> float | None:

@@ -1,0 +1,337 @@
+"""KPI metrics built at scrape time from the partitions this worker actively owns.
+
+Every value is additive over partitions (counts, sums of seconds, agents), so a partition counts in
+exactly one worker and `sum by (queue)` over all workers is right, also right after a rebalance: a
+revoked partition's state is dropped before the new owner exports it. Ratios are left to PromQL
+(`sum(met) / sum(eligible)`); the service-level numerator and denominator are exported for each
+queue's configured formula, because PromQL cannot know which formula a queue uses.
+
+Windows are evaluated at the worker's watermark (the newest event time it has applied), so they are
+event-time windows: `interval_current` / `interval_previous` are the site-clock intervals containing
+and preceding it, `today` starts at local midnight, `rolling_<m>m` are trailing windows of event-time
+sub-buckets.
+
+`METRICS` is the single source of names, types, labels and help: `docs/metrics.md` is generated
+from it (`python -m streams.docs`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from streams.kpi.agents import AgentWindow, agents_now
+from streams.kpi.queues import QueueCounters
+from streams.kpi.quality import QualityCounters
+from streams.kpi.tickets import TicketCounters
+from streams.partition import AGENT_SCOPES, PartitionState
+
+WINDOW_HELP = ("window: interval_current / interval_previous (site-clock intervals at the watermark), "
+               "today (since local midnight), rolling_<m>m (trailing, event time)")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    labels: tuple[str, ...]
+    help: str
+    kind: str = "gauge"
+
+
+def _m(name: str, labels: str, help_text: str) -> Metric:
+    return Metric(name, tuple(labels.split()), help_text)
+
+
+QUEUE_KINDS = ("offered", "answered", "abandoned", "short_abandoned", "flowed_out", "answered_within_threshold",
+               "abandoned_within_threshold", "transferred", "handled", "held")
+METRICS: tuple[Metric, ...] = (
+    _m("floorwatch_queue_window_contacts", "queue channel window kind",
+       "Contacts per queue segment in the window, by kind: offered (at enqueue), answered/abandoned/flowed_out "
+       "(at that time), short_abandoned (wait below the queue's short-abandon time), answered_within_threshold / "
+       "abandoned_within_threshold (wait <= the queue's service-level threshold), transferred, handled and held "
+       "(at ACW completion)."),
+    _m("floorwatch_queue_window_wait_seconds", "queue channel window outcome",
+       "Sum of waits (enqueue to answer or abandon) in the window, in seconds; ASA = this / timed_contacts."),
+    _m("floorwatch_queue_window_timed_contacts", "queue channel window outcome",
+       "Answered or abandoned contacts whose enqueue time is known (the denominator of ASA and average abandon time)."),
+    _m("floorwatch_queue_window_handle_seconds", "queue channel window part",
+       "Handle time of the contacts handled in the window, by part (talk, hold, acw), in seconds; "
+       "AHT = sum of parts / handled contacts."),
+    _m("floorwatch_queue_window_service_level_met_contacts", "queue channel window",
+       "Numerator of the queue's configured service-level formula in the window."),
+    _m("floorwatch_queue_window_service_level_eligible_contacts", "queue channel window",
+       "Denominator of the queue's configured service-level formula in the window; "
+       "service level = sum(met) / sum(eligible)."),
+    _m("floorwatch_queue_window_abandon_rate_abandoned_contacts", "queue channel window",
+       "Numerator of the abandon rate as configured for the queue (short abandons left out unless configured)."),
+    _m("floorwatch_queue_window_abandon_rate_offered_contacts", "queue channel window",
+       "Denominator of the abandon rate as configured for the queue."),
+    _m("floorwatch_queue_service_level_target_ratio", "queue channel",
+       "Configured service-level target (0..1) of the queues seen."),
+    _m("floorwatch_queue_service_level_threshold_seconds", "queue channel",
+       "Configured service-level threshold T of the queues seen, in seconds."),
+    _m("floorwatch_queue_waiting_contacts", "queue channel",
+       "Contacts waiting in the queue now (enqueued, not yet answered, abandoned or flowed out)."),
+    _m("floorwatch_queue_oldest_wait_seconds", "queue channel",
+       "Wait of the longest-waiting contact at the watermark, in seconds (take max over workers)."),
+    _m("floorwatch_queue_oldest_wait_start_timestamp_seconds", "queue channel",
+       "Enqueue time of the longest-waiting contact (Unix seconds; take min over workers; time() - this is its "
+       "wait in wall-clock time)."),
+    _m("floorwatch_agents", "scope name state",
+       "Agents by current state (available, not_ready, on_contact, acw; offline agents are left out), per scope: "
+       "queue (each skill), team, center."),
+    _m("floorwatch_agents_not_ready", "scope name reason",
+       "Agents in not_ready now, by reason (\"none\" when the source gives none)."),
+    _m("floorwatch_agents_chat_capacity_slots", "scope name",
+       "Sum of the chat capacity of the agents online now."),
+    _m("floorwatch_agent_window_state_seconds", "scope name window state",
+       "Agent time per state in the window, in seconds, the running stretch included up to the watermark; "
+       "occupancy = (on_contact + acw) / (on_contact + acw + available). window: interval_current, "
+       "interval_previous, today."),
+    _m("floorwatch_ticket_window_tickets", "queue priority window kind",
+       "Tickets in the window by kind: created, first_responses (at the reply), solved, reopened, "
+       "first_response_breached / resolution_breached (at the due time, once passed)."),
+    _m("floorwatch_ticket_window_first_response_seconds", "queue priority window",
+       "Sum of first-response times of the first responses in the window, in seconds."),
+    _m("floorwatch_ticket_window_resolution_seconds", "queue priority window",
+       "Sum of resolution times (pauses excluded as configured) of the tickets solved in the window, in seconds."),
+    _m("floorwatch_tickets_open", "queue priority age",
+       "Unsolved tickets now (backlog) by age since creation: <1h, 1-4h, 4-24h, 1-3d, >3d."),
+    _m("floorwatch_tickets_at_risk", "queue priority target",
+       "Unsolved tickets whose first_response or resolution target falls due within the warning lead."),
+    _m("floorwatch_quality_window_surveys", "queue window kind",
+       "Survey responses in the window (at response time), by kind: csat, csat_satisfied (4-5), nps, "
+       "nps_promoter (9-10), nps_detractor (0-6). CSAT = csat_satisfied / csat; NPS = 100 * (promoter - "
+       "detractor) / nps. queue \"none\" when the survey has no queue."),
+    _m("floorwatch_quality_window_csat_score_sum", "queue window",
+       "Sum of CSAT scores (1-5) in the window; mean CSAT = this / csat responses."),
+    _m("floorwatch_quality_window_contacts", "queue window kind",
+       "Handled contacts by disposition flag, at ACW completion: fcr_resolved, fcr_flagged (resolved flag set, "
+       "true or false), fcr_unflagged. Disposition FCR = fcr_resolved / fcr_flagged."),
+    _m("floorwatch_window_start_timestamp_seconds", "window",
+       "Start of each window at the watermark (Unix seconds). " + WINDOW_HELP),
+    _m("floorwatch_watermark_timestamp_seconds", "",
+       "Newest event time applied by this worker (Unix seconds); alert when it stops moving."),
+    _m("floorwatch_partitions_owned", "",
+       "Partitions of the internal events topic this worker actively owns (its KPI state)."),
+    _m("floorwatch_state_records", "kind",
+       "Entity records held in the owned partitions, by kind (contact, agent, ticket)."),
+)
+BY_NAME = {m.name: m for m in METRICS}
+
+
+def _add(total, part) -> None:
+    """total += part, field by field (counters of the pure modules are flat dataclasses of ints)."""
+    for f in fields(part):
+        setattr(total, f.name, getattr(total, f.name) + getattr(part, f.name))
+
+
+def _add_agent(total: AgentWindow, part: AgentWindow) -> None:
+    for state, us in part.state_us.items():
+        total.state_us[state] += us
+    for reason, us in part.not_ready_reason_us.items():
+        total.not_ready_reason_us[reason] += us
+
+
+class KpiCollector(Collector):
+    """Prometheus collector over the owned partitions' state (see module doc)."""
+
+    def __init__(self, owned: Callable[[], list[PartitionState]], settings) -> None:
+        self.owned = owned
+        self.settings = settings
+
+    def describe(self) -> Iterator:
+        return iter(())  # built at scrape time; nothing to describe up front
+
+    def collect(self) -> Iterator:
+        states = self.owned()
+        families = {m.name: GaugeMetricFamily(m.name, m.help, labels=m.labels) for m in METRICS}
+        families["floorwatch_partitions_owned"].add_metric([], len(states))
+        records: dict[str, int] = defaultdict(int)
+        for state in states:
+            for key in state.records:
+                records[key.split(":", 1)[0]] += 1
+        for kind in ("contact", "agent", "ticket"):
+            families["floorwatch_state_records"].add_metric([kind], records.get(kind, 0))
+        marks = [s.watermark_ms for s in states if s.watermark_ms is not None]
+        if marks:
+            now_ms = max(marks)
+            families["floorwatch_watermark_timestamp_seconds"].add_metric([], now_ms / 1000)
+            self._windows(states, now_ms, families)
+        yield from families.values()
+
+    # -- windows ----------------------------------------------------------------------------------
+
+    def _windows(self, states: list[PartitionState], now_ms: int, families) -> None:
+        clock = states[0].config.clock
+        current = clock.interval_start(now_ms)
+        previous = clock.previous_interval_start(now_ms)
+        today = clock.day_start(now_ms)
+        by_interval = {current: "interval_current", previous: "interval_previous"}
+        rolling = {f"rolling_{m}m": clock.rolling_window_buckets(now_ms, m)
+                   for m in self.settings.site.rolling_windows_minutes}
+        starts = families["floorwatch_window_start_timestamp_seconds"]
+        for name, start in (("interval_current", current), ("interval_previous", previous), ("today", today)):
+            starts.add_metric([name], start / 1000)
+        for name, buckets in rolling.items():
+            starts.add_metric([name], buckets.start / 1000)
+
+        def windowed(windows, factory, add=_add, with_rolling=False) -> dict:
+            result: dict = defaultdict(factory)
+            for state in states:
+                w = getattr(state, windows)
+                for key, counters in w.intervals.items():
+                    name = by_interval.get(key[-1])
+                    if name is not None:
+                        add(result[(*key[:-1], name)], counters)
+                for key, counters in w.days.items():
+                    if key[-1] == today:
+                        add(result[(*key[:-1], "today")], counters)
+                if with_rolling:
+                    for key, counters in w.buckets.items():
+                        for name, buckets in rolling.items():
+                            if key[-1] in buckets:
+                                add(result[(*key[:-1], name)], counters)
+            return result
+
+        self._queues(windowed("queues", QueueCounters, with_rolling=True), states, now_ms, families)
+        agent_windows = windowed("agent_time", AgentWindow, add=_add_agent)
+        self._agents(agent_windows, states, now_ms, by_interval, today, families)
+        self._tickets(windowed("tickets", TicketCounters), states, now_ms, families)
+        self._quality(windowed("quality", QualityCounters), families)
+
+    def _queues(self, windows: dict, states, now_ms: int, families) -> None:
+        contacts = families["floorwatch_queue_window_contacts"]
+        waits = families["floorwatch_queue_window_wait_seconds"]
+        timed = families["floorwatch_queue_window_timed_contacts"]
+        handle = families["floorwatch_queue_window_handle_seconds"]
+        met = families["floorwatch_queue_window_service_level_met_contacts"]
+        eligible = families["floorwatch_queue_window_service_level_eligible_contacts"]
+        ab_num = families["floorwatch_queue_window_abandon_rate_abandoned_contacts"]
+        ab_den = families["floorwatch_queue_window_abandon_rate_offered_contacts"]
+        seen_queues = set()
+        for (queue, channel, window), c in sorted(windows.items()):
+            seen_queues.add((queue, channel))
+            labels = [queue, channel, window]
+            values = (c.offered, c.answered, c.abandoned, c.short_abandoned, c.flowed_out, c.answered_within_sl,
+                      c.abandoned_within_sl, c.transferred, c.handled, c.held)
+            for kind, value in zip(QUEUE_KINDS, values, strict=True):
+                contacts.add_metric([*labels, kind], value)
+            waits.add_metric([*labels, "answered"], c.answered_wait_us / 1e6)
+            waits.add_metric([*labels, "abandoned"], c.abandoned_wait_us / 1e6)
+            timed.add_metric([*labels, "answered"], c.answered_with_wait)
+            timed.add_metric([*labels, "abandoned"], c.abandoned_with_wait)
+            for part, us in (("talk", c.talk_us), ("hold", c.hold_us), ("acw", c.acw_us)):
+                handle.add_metric([*labels, part], us / 1e6)
+            rules = self.settings.queue(queue, channel)
+            numerator, denominator = c.service_level_terms(rules.sl_formula)
+            met.add_metric(labels, numerator)
+            eligible.add_metric(labels, denominator)
+            if rules.abandon_rate_excludes_short:
+                ab_num.add_metric(labels, c.abandoned - c.short_abandoned)
+                ab_den.add_metric(labels, c.offered - c.short_abandoned)
+            else:
+                ab_num.add_metric(labels, c.abandoned)
+                ab_den.add_metric(labels, c.offered)
+        waiting: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for state in states:
+            for segments in state.waiting.values():
+                for queue, channel, enqueued_us in segments:
+                    waiting[(queue, channel)].append(enqueued_us)
+        now_us = now_ms * 1000
+        for (queue, channel), enqueued in sorted(waiting.items()):
+            seen_queues.add((queue, channel))
+            oldest = min(enqueued)
+            families["floorwatch_queue_waiting_contacts"].add_metric([queue, channel], len(enqueued))
+            families["floorwatch_queue_oldest_wait_seconds"].add_metric(
+                [queue, channel], max(0, now_us - oldest) / 1e6)
+            families["floorwatch_queue_oldest_wait_start_timestamp_seconds"].add_metric([queue, channel], oldest / 1e6)
+        for queue, channel in sorted(seen_queues):
+            if (queue, channel) not in waiting:
+                families["floorwatch_queue_waiting_contacts"].add_metric([queue, channel], 0)
+                families["floorwatch_queue_oldest_wait_seconds"].add_metric([queue, channel], 0)
+            rules = self.settings.queue(queue, channel)
+            families["floorwatch_queue_service_level_target_ratio"].add_metric([queue, channel], rules.sl_target)
+            families["floorwatch_queue_service_level_threshold_seconds"].add_metric([queue, channel], rules.threshold_s)
+
+    def _agents(self, windows: dict, states, now_ms: int, by_interval, today: int, families) -> None:
+        now_us = now_ms * 1000
+        clock = states[0].config.clock
+        for state in states:   # the running stretch of every agent, up to the watermark
+            for agent in state.agents.values():
+                for fact, us in agent.open_facts(now_us, clock).items():
+                    if fact.scope_kind not in AGENT_SCOPES:
+                        continue
+                    name = by_interval.get(fact.interval_ms)
+                    scope = (fact.scope_kind, fact.scope_name)
+                    if name is not None:
+                        windows[(*scope, name)].add(fact, us)
+                    if clock.day_start(fact.interval_ms) == today:
+                        windows[(*scope, "today")].add(fact, us)
+        time_family = families["floorwatch_agent_window_state_seconds"]
+        for (kind, name, window), w in sorted(windows.items()):
+            for state_name in ("available", "not_ready", "on_contact", "acw", "offline"):
+                time_family.add_metric([kind, name, window, state_name], w.state_us.get(state_name, 0) / 1e6)
+        now: dict = defaultdict(lambda: [defaultdict(int), defaultdict(int), 0])
+        for state in states:
+            for (kind, name), counts in agents_now(state.agents.values(), now_us).items():
+                if kind not in AGENT_SCOPES:
+                    continue
+                row = now[(kind, name)]
+                for state_name in ("available", "not_ready", "on_contact", "acw"):
+                    row[0][state_name] += getattr(counts, state_name)
+                for reason, n in counts.not_ready_by_reason.items():
+                    row[1][reason or "none"] += n
+                row[2] += counts.chat_capacity
+        for (kind, name), (by_state, by_reason, capacity) in sorted(now.items()):
+            for state_name in ("available", "not_ready", "on_contact", "acw"):
+                families["floorwatch_agents"].add_metric([kind, name, state_name], by_state[state_name])
+            for reason, n in sorted(by_reason.items()):
+                families["floorwatch_agents_not_ready"].add_metric([kind, name, reason], n)
+            families["floorwatch_agents_chat_capacity_slots"].add_metric([kind, name], capacity)
+
+    def _tickets(self, windows: dict, states, now_ms: int, families) -> None:
+        tickets = families["floorwatch_ticket_window_tickets"]
+        for (queue, priority, window), c in sorted(windows.items()):
+            labels = [queue, priority, window]
+            for kind, value in (("created", c.created), ("first_responses", c.first_responses),
+                                ("solved", c.solved), ("reopened", c.reopened),
+                                ("first_response_breached", c.first_response_breached),
+                                ("resolution_breached", c.resolution_breached)):
+                tickets.add_metric([*labels, kind], value)
+            families["floorwatch_ticket_window_first_response_seconds"].add_metric(labels, c.first_response_us / 1e6)
+            families["floorwatch_ticket_window_resolution_seconds"].add_metric(labels, c.resolution_us / 1e6)
+        now_us = now_ms * 1000
+        backlog: dict = defaultdict(int)
+        at_risk: dict = defaultdict(int)
+        for state in states:
+            rules = state.config.ticket_rules
+            for ticket in state.open_tickets.values():
+                now = ticket.now(now_us, rules)
+                if now is None:
+                    continue
+                backlog[(now.queue, now.priority, now.age_bucket)] += 1
+                at_risk[(now.queue, now.priority, "first_response")] += now.at_risk_first_response
+                at_risk[(now.queue, now.priority, "resolution")] += now.at_risk_resolution
+        for labels, n in sorted(backlog.items()):
+            families["floorwatch_tickets_open"].add_metric(list(labels), n)
+        for labels, n in sorted(at_risk.items()):
+            families["floorwatch_tickets_at_risk"].add_metric(list(labels), n)
+
+    def _quality(self, windows: dict, families) -> None:
+        surveys = families["floorwatch_quality_window_surveys"]
+        handled = families["floorwatch_quality_window_contacts"]
+        for (queue, window), c in sorted(windows.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+            labels = [queue or "none", window]
+            for kind, value in (("csat", c.csat_responses), ("csat_satisfied", c.csat_satisfied),
+                                ("nps", c.nps_responses), ("nps_promoter", c.nps_promoters),
+                                ("nps_detractor", c.nps_detractors)):
+                surveys.add_metric([*labels, kind], value)
+            families["floorwatch_quality_window_csat_score_sum"].add_metric(labels, c.csat_score_sum)
+            for kind, value in (("fcr_resolved", c.fcr_resolved), ("fcr_flagged", c.fcr_flagged),
+                                ("fcr_unflagged", c.fcr_unflagged)):
+                handled.add_metric([*labels, kind], value)
