@@ -1,4 +1,4 @@
-"""Reference docs generated from the code: docs/configuration.md and docs/events.md.
+"""Reference docs generated from the code: docs/configuration.md, docs/events.md and docs/metrics.md.
 
 Regenerate with `python -m streams.docs`; a test fails when the committed files drift.
 """
@@ -6,15 +6,20 @@ Regenerate with `python -m streams.docs`; a test fails when the committed files 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from models.events import EVENT_CLASSES, EVENT_TYPES
+from models.deadletter import RejectReason
+from models.events import EVENT_CLASSES, EVENT_TYPES, Channel, TicketPriority
 from models.examples import example
-from streams.config import QueueSettings, Settings
+from streams.config import QueueSettings, Settings, SiteSettings
+from streams.exposition import METRICS
+from streams.kpi.agents import CENTER
+from streams.metrics import IngestCollector, IngestStats
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -129,7 +134,169 @@ def events_md() -> str:
     return "\n".join(lines)
 
 
-GENERATED = {"configuration.md": configuration_md, "events.md": events_md}
+# -- metrics ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MetricDoc:
+    """One metric family as a scrape shows it: the exposed name (`_total`, `_info` included)."""
+
+    name: str
+    kind: str
+    labels: tuple[str, ...]
+    help: str
+
+
+def ingest_metric_docs() -> list[MetricDoc]:
+    """The families of `IngestCollector`, read from a collection over empty statistics.
+
+    prometheus_client names a counter family without `_total` and an info family without `_info`
+    and adds the suffix to the samples; the docs list what a scrape shows.
+    """
+    docs = []
+    for family in IngestCollector(IngestStats(), "x").collect():
+        labels = list(getattr(family, "_labelnames", ()))
+        for sample in family.samples:  # an info family's labels live in its samples only
+            labels += [k for k in sample.labels if k not in labels]
+        if family.type == "counter":
+            name, kind = family.name + "_total", "counter"
+        elif family.type == "info":
+            name, kind = family.name + "_info", "gauge (info: value 1, the data in the labels)"
+        else:
+            name, kind = family.name, family.type
+        docs.append(MetricDoc(name, kind, tuple(labels), family.documentation))
+    return docs
+
+
+def metric_docs() -> list[MetricDoc]:
+    """Every family a worker exposes (besides Faust's own `floorwatch_faust_*`): KPI, then ingest."""
+    kpi = [MetricDoc(m.name, m.kind, m.labels, m.help) for m in METRICS]
+    return kpi + ingest_metric_docs()
+
+
+METRIC_AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Queues", ("floorwatch_queue_",)),
+    ("Agents", ("floorwatch_agent",)),
+    ("Tickets", ("floorwatch_ticket",)),
+    ("Quality", ("floorwatch_quality_",)),
+    ("Pipeline", ("floorwatch_",)),   # windows, watermark, partitions, state, ingest, build
+)
+
+
+def metric_area(name: str) -> str:
+    return next(area for area, prefixes in METRIC_AREAS if name.startswith(prefixes))
+
+
+def _cell(text: str) -> str:
+    """A table cell: `|` escaped, `<` as an entity (`rolling_<m>m` is not an HTML tag)."""
+    return text.replace("|", "\\|").replace("<", "&lt;")
+
+
+def _windows() -> list[str]:
+    rolling = SiteSettings.model_fields["rolling_windows_minutes"].default
+    return ["interval_current", "interval_previous", "today", *(f"rolling_{m}m" for m in rolling)]
+
+
+# PromQL for the ratios (the KPI specification defines each). `_W` is the window of the examples.
+_W = 'window="interval_current"'
+PROMQL_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("Service level (the queue's configured formula)",
+     f"sum by (queue) (floorwatch_queue_window_service_level_met_contacts{{{_W}}})\n"
+     f"  / sum by (queue) (floorwatch_queue_window_service_level_eligible_contacts{{{_W}}})"),
+    ("ASA, average speed of answer (seconds)",
+     f'sum by (queue) (floorwatch_queue_window_wait_seconds{{{_W},outcome="answered"}})\n'
+     f'  / sum by (queue) (floorwatch_queue_window_timed_contacts{{{_W},outcome="answered"}})'),
+    ("AHT, average handle time (seconds; talk + hold + acw)",
+     f"sum by (queue) (floorwatch_queue_window_handle_seconds{{{_W}}})\n"
+     f'  / sum by (queue) (floorwatch_queue_window_contacts{{{_W},kind="handled"}})'),
+    ("Abandon rate (short abandons as configured per queue)",
+     f"sum by (queue) (floorwatch_queue_window_abandon_rate_abandoned_contacts{{{_W}}})\n"
+     f"  / sum by (queue) (floorwatch_queue_window_abandon_rate_offered_contacts{{{_W}}})"),
+    ("Contacts waiting now", "sum by (queue) (floorwatch_queue_waiting_contacts)"),
+    ("Longest wait now (seconds; max, not sum, over workers)",
+     "max by (queue) (floorwatch_queue_oldest_wait_seconds)"),
+    ("Occupancy per team",
+     f'sum by (name) (floorwatch_agent_window_state_seconds{{scope="team",{_W},state=~"on_contact|acw"}})\n'
+     f'  / sum by (name) (floorwatch_agent_window_state_seconds{{scope="team",{_W},'
+     f'state=~"on_contact|acw|available"}})'),
+    ("Average first-response time of tickets (seconds)",
+     'sum by (queue) (floorwatch_ticket_window_first_response_seconds{window="today"})\n'
+     '  / sum by (queue) (floorwatch_ticket_window_tickets{window="today",kind="first_responses"})'),
+    ("CSAT (share of satisfied responses, 4-5)",
+     'sum by (queue) (floorwatch_quality_window_surveys{window="today",kind="csat_satisfied"})\n'
+     '  / sum by (queue) (floorwatch_quality_window_surveys{window="today",kind="csat"})'),
+    ("NPS (-100..100)",
+     '100 * (sum by (queue) (floorwatch_quality_window_surveys{window="today",kind="nps_promoter"})\n'
+     '  - sum by (queue) (floorwatch_quality_window_surveys{window="today",kind="nps_detractor"}))\n'
+     '  / sum by (queue) (floorwatch_quality_window_surveys{window="today",kind="nps"})'),
+    ("FCR by disposition (resolved among the handled contacts that carry the flag)",
+     'sum by (queue) (floorwatch_quality_window_contacts{window="today",kind="fcr_resolved"})\n'
+     '  / sum by (queue) (floorwatch_quality_window_contacts{window="today",kind="fcr_flagged"})'),
+    ("A worker whose watermark (newest event time applied) has not moved for 5 minutes",
+     "changes(floorwatch_watermark_timestamp_seconds[5m]) == 0"),
+)
+
+
+def metrics_md() -> str:
+    windows = _windows()
+    lines = [
+        "# Metrics reference",
+        "",
+        "<!-- generated by `python -m streams.docs`; do not edit by hand -->",
+        "",
+        "Every worker serves these families on `/metrics` (`worker.web_port`), next to Faust's own",
+        "`floorwatch_faust_*`. The KPI families are built at scrape time from the partitions the worker",
+        "owns; their names, labels and help come from `streams.exposition.METRICS`.",
+        "",
+        "- **Additive over workers.** Every count, sum of seconds and number of agents is held by exactly",
+        "  one worker (a partition counts in one worker only), so aggregate with `sum by (queue)` (or",
+        "  `scope`/`name`, `priority`) over all workers. Not sums: the configured targets and thresholds",
+        "  (the same in every worker: `max by (queue)`), `oldest_wait_seconds` (`max`),",
+        "  `oldest_wait_start_timestamp_seconds` (`min`) and the time stamps of the pipeline area.",
+        "- **Event-time windows.** Windows are evaluated at the worker's watermark, the newest event time",
+        "  it has applied, not at wall-clock time. Label `window`:",
+        "  " + ", ".join(f"`{w}`" for w in windows) + ":",
+        "  `interval_current` / `interval_previous` are the site-clock intervals (`site.interval_minutes`)",
+        "  containing and preceding the watermark, `today` starts at local midnight (`site.timezone`),",
+        "  `rolling_<m>m` are trailing windows (`site.rolling_windows_minutes`, queue families only).",
+        "  `floorwatch_window_start_timestamp_seconds` gives the start of each.",
+        "- **Ratios are computed in PromQL** from the exported numerators and denominators, so they stay",
+        "  right when summed over workers and queues (see [examples](#promql-examples)). Definitions:",
+        "  [KPI specification](kpi-definitions.md).",
+        "- **No personal data in labels.** Customer identities never become a label value; agents are",
+        "  aggregated per scope (`queue`, `team`, `center`), never per agent.",
+        "",
+        "Label values:",
+        "",
+        "| label | values |",
+        "|---|---|",
+        "| `queue` | queue names from the events; `none` in quality families for surveys without a queue |",
+        "| `channel` | " + ", ".join(f"`{c.value}`" for c in Channel) + " |",
+        "| `window` | " + ", ".join(f"`{w}`" for w in windows) + " |",
+        f"| `scope`, `name` | `queue` (each skill an agent serves: name = the queue), `team` (name = the team), "
+        f"`{CENTER[0]}` (name = `{CENTER[1]}`) |",
+        "| `priority` | " + ", ".join(f"`{p.value}`" for p in TicketPriority) + " |",
+        "| `reason` | not-ready reason from the source (`none` when absent); in "
+        "`floorwatch_ingest_rejected_records_total`: " + ", ".join(f"`{r.value}`" for r in RejectReason) + " |",
+        "",
+        "`kind`, `outcome`, `part`, `state`, `age` and `target` values are listed in each family's help.",
+        "",
+    ]
+    docs = metric_docs()
+    for area, _ in METRIC_AREAS:
+        members = [d for d in docs if metric_area(d.name) == area]
+        lines += [f"## {area}", "", "| metric | type | labels | help |", "|---|---|---|---|"]
+        for d in members:
+            labels = ", ".join(f"`{label}`" for label in d.labels) or "(none)"
+            lines.append(f"| `{d.name}` | {d.kind} | {labels} | {_cell(d.help)} |")
+        lines.append("")
+    lines += ["## PromQL examples", "",
+              "Current interval for queues and agents, today for tickets and quality; any `window` works.", ""]
+    for title, query in PROMQL_EXAMPLES:
+        lines += [f"{title}:", "", "```promql", query, "```", ""]
+    return "\n".join(lines)
+
+
+GENERATED = {"configuration.md": configuration_md, "events.md": events_md, "metrics.md": metrics_md}
 
 README = DOCS.parent / "README.md"
 _BEGIN = "<!-- events:begin (generated by `python -m streams.docs`) -->"
