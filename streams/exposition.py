@@ -1,8 +1,10 @@
 """KPI metrics built at scrape time from the partitions this worker actively owns.
 
-Every value is additive over partitions (counts, sums of seconds, agents), so a partition counts in
-exactly one worker and `sum by (queue)` over all workers is right, also right after a rebalance: a
-revoked partition's state is dropped before the new owner exports it. Ratios are left to PromQL
+Every windowed value and every "now" count is additive over partitions (counts, sums of seconds,
+agents), so a partition counts in exactly one worker and `sum by (queue)` over all workers is right,
+also after a rebalance: a revoked partition's state is dropped before the new owner exports it. The
+exceptions say so in their HELP: configuration gauges (target, threshold) and the oldest wait are
+repeated per worker (take `max`), its start time takes `min`. Ratios are left to PromQL
 (`sum(met) / sum(eligible)`); the service-level numerator and denominator are exported for each
 queue's configured formula, because PromQL cannot know which formula a queue uses.
 
@@ -71,9 +73,9 @@ METRICS: tuple[Metric, ...] = (
     _m("floorwatch_queue_window_abandon_rate_offered_contacts", "queue channel window",
        "Denominator of the abandon rate as configured for the queue."),
     _m("floorwatch_queue_service_level_target_ratio", "queue channel",
-       "Configured service-level target (0..1) of the queues seen."),
+       "Configured service-level target (0..1) of the queues seen (the same on every worker: take max, not sum)."),
     _m("floorwatch_queue_service_level_threshold_seconds", "queue channel",
-       "Configured service-level threshold T of the queues seen, in seconds."),
+       "Configured service-level threshold T of the queues seen, in seconds (the same on every worker: take max)."),
     _m("floorwatch_queue_waiting_contacts", "queue channel",
        "Contacts waiting in the queue now (enqueued, not yet answered, abandoned or flowed out)."),
     _m("floorwatch_queue_oldest_wait_seconds", "queue channel",
@@ -107,7 +109,7 @@ METRICS: tuple[Metric, ...] = (
        "Survey responses in the window (at response time), by kind: csat, csat_satisfied (4-5), nps, "
        "nps_promoter (9-10), nps_detractor (0-6). CSAT = csat_satisfied / csat; NPS = 100 * (promoter - "
        "detractor) / nps. queue \"none\" when the survey has no queue."),
-    _m("floorwatch_quality_window_csat_score_sum", "queue window",
+    _m("floorwatch_quality_window_csat_score_points", "queue window",
        "Sum of CSAT scores (1-5) in the window; mean CSAT = this / csat responses."),
     _m("floorwatch_quality_window_contacts", "queue window kind",
        "Handled contacts by disposition flag, at ACW completion: fcr_resolved, fcr_flagged (resolved flag set, "
@@ -331,7 +333,7 @@ class KpiCollector(Collector):
                                 ("nps", c.nps_responses), ("nps_promoter", c.nps_promoters),
                                 ("nps_detractor", c.nps_detractors)):
                 surveys.add_metric([*labels, kind], value)
-            families["floorwatch_quality_window_csat_score_sum"].add_metric(labels, c.csat_score_sum)
+            families["floorwatch_quality_window_csat_score_points"].add_metric(labels, c.csat_score_sum)
             for kind, value in (("fcr_resolved", c.fcr_resolved), ("fcr_flagged", c.fcr_flagged),
                                 ("fcr_unflagged", c.fcr_unflagged)):
                 handled.add_metric([*labels, kind], value)

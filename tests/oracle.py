@@ -132,13 +132,21 @@ def queue_kpis(
     timezone: str,
     interval_minutes: int,
     rules: Callable[[str, str], QueueRules],
+    window_of: Callable[[datetime], datetime | None] | None = None,
 ) -> dict[tuple[str, str, datetime], QueueWindow]:
-    """Queue KPIs keyed by (queue, channel, interval start in UTC)."""
+    """Queue KPIs keyed by (queue, channel, interval start in UTC).
+
+    `window_of` replaces the intervals by other windows: it maps an attribution time to the key of
+    its window, or None for a time outside every window of interest (e.g. a rolling window)."""
     zone = ZoneInfo(timezone)
     windows: dict[tuple[str, str, datetime], QueueWindow] = defaultdict(QueueWindow)
+    outside = QueueWindow()
 
     def window(queue: str, channel: str, at: datetime) -> QueueWindow:
-        return windows[(queue, channel, interval_start(at, zone, interval_minutes))]
+        if window_of is None:
+            return windows[(queue, channel, interval_start(at, zone, interval_minutes))]
+        key = window_of(at)
+        return outside if key is None else windows[(queue, channel, key)]
 
     by_contact: dict[str, list[Envelope]] = defaultdict(list)
     for event in unique_events(events):
