@@ -1,4 +1,8 @@
-"""`floorwatch demo`: local broker, topics, worker, simulator and a live summary, in one go.
+"""`floorwatch demo`: local broker, topics, worker, simulator and live KPIs, in one go.
+
+Every 5 s it scrapes the worker's /metrics and prints the ingest summary line and a table of the
+main KPIs per queue (`queue_table`): redrawn in place on a terminal, appended as plain text in a
+log or CI (no colour, no cursor movement).
 
 Stops what it started on Ctrl-C or after --duration: the worker always, the broker only if the
 demo started it.
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,6 +82,147 @@ def summary_line(samples: dict[str, dict[tuple, float]], previous: dict | None, 
             + (f" ({reasons})" if reasons else "") + f" | duplicates dropped {int(duplicates)}")
 
 
+# -- the live per-queue table -----------------------------------------------------------------
+
+Samples = dict[str, dict[tuple, float]]
+DASH = "\u2013"   # shown for a ratio whose denominator is empty
+RED, RESET = "\x1b[31m", "\x1b[0m"
+
+
+def _by_queue(samples: Samples, name: str, agg=sum, **match: str) -> dict[str, float]:
+    """`agg by (queue) (name{match})`: the values of matching series, aggregated per queue."""
+    grouped: dict[str, list[float]] = defaultdict(list)
+    for labels, value in samples.get(name, {}).items():
+        labels = dict(labels)
+        if all(labels.get(k) == v for k, v in match.items()) and "queue" in labels:
+            grouped[labels["queue"]].append(value)
+    return {queue: agg(values) for queue, values in grouped.items()}
+
+
+def _ratio(numerators: dict[str, float], denominators: dict[str, float], queue: str) -> float | None:
+    denominator = denominators.get(queue, 0.0)
+    return numerators.get(queue, 0.0) / denominator if denominator > 0 else None
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return DASH
+    s = round(value)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _percent(value: float | None) -> str:
+    return DASH if value is None else f"{100 * value:.1f}%"
+
+
+def queue_table(samples: Samples, *, color: bool = False, tz=UTC) -> str:
+    """The main KPIs per queue from one /metrics scrape, as a fixed-width text table.
+
+    Ratios are computed like the PromQL examples in docs/metrics.md: numerators and denominators
+    summed over the queue's series (all channels) first, then divided; an empty denominator shows
+    "\u2013". Service level, ASA and abandon rate are for the current interval (event time), next to
+    the service level of the day; waiting and oldest wait are "now" (sum and max over channels),
+    agents are those serving the queue (scope="queue"): available / online. A service level below
+    the queue's target (max over its channels, as the targets are configuration) is marked "!", and
+    red when `color`.
+    """
+    window = "interval_current"
+    met = {w: _by_queue(samples, "floorwatch_queue_window_service_level_met_contacts", window=w)
+           for w in (window, "today")}
+    eligible = {w: _by_queue(samples, "floorwatch_queue_window_service_level_eligible_contacts", window=w)
+                for w in (window, "today")}
+    target = _by_queue(samples, "floorwatch_queue_service_level_target_ratio", agg=max)
+    wait_s = _by_queue(samples, "floorwatch_queue_window_wait_seconds", window=window, outcome="answered")
+    timed = _by_queue(samples, "floorwatch_queue_window_timed_contacts", window=window, outcome="answered")
+    abandoned = _by_queue(samples, "floorwatch_queue_window_abandon_rate_abandoned_contacts", window=window)
+    offered = _by_queue(samples, "floorwatch_queue_window_abandon_rate_offered_contacts", window=window)
+    waiting = _by_queue(samples, "floorwatch_queue_waiting_contacts")
+    oldest = _by_queue(samples, "floorwatch_queue_oldest_wait_seconds", agg=max)
+    available: dict[str, float] = defaultdict(float)
+    online: dict[str, float] = defaultdict(float)
+    for labels, value in samples.get("floorwatch_agents", {}).items():
+        labels = dict(labels)
+        if labels.get("scope") == "queue":
+            online[labels["name"]] += value
+            if labels.get("state") == "available":
+                available[labels["name"]] += value
+
+    queues: set[str] = set(online)
+    for name, series in samples.items():
+        if name.startswith("floorwatch_queue_"):
+            queues.update(dict(labels)["queue"] for labels in series if "queue" in dict(labels))
+    if not queues:
+        return "  (no queue figures yet: the worker has not applied any contact or agent event)"
+
+    def sl_cell(queue: str, w: str, width: int) -> str:
+        value = _ratio(met[w], eligible[w], queue)
+        below = value is not None and queue in target and value < target[queue]
+        cell = f"{_percent(value) + (' !' if below else '  '):>{width}}"
+        return f"{RED}{cell}{RESET}" if below and color else cell
+
+    agents = {q: f"{int(available[q])} of {int(online[q])}" if q in online else DASH for q in queues}
+    qw = max(13, *map(len, queues))              # widths grow with the content, 80 columns usually
+    aw = max(10, *map(len, agents.values()))
+    lines = [f"  {'queue':<{qw}} {'SL':>6}   {'target':>6} {'SL today':>8} {'waiting':>7} {'oldest':>6}"
+             f" {'ASA':>5} {'abandon':>7} {'available':>{aw}}"]
+    for queue in sorted(queues):
+        lines.append(
+            f"  {queue:<{qw}} {sl_cell(queue, window, 8)}"
+            f" {DASH if queue not in target else f'{round(100 * target[queue], 1):g}%':>6}"
+            f" {sl_cell(queue, 'today', 8)}"
+            f" {str(int(waiting[queue])) if queue in waiting else DASH:>7}"
+            f" {_seconds(oldest.get(queue)):>6}"
+            f" {_seconds(_ratio(wait_s, timed, queue)):>5}"
+            f" {_percent(_ratio(abandoned, offered, queue)):>7}"
+            f" {agents[queue]:>{aw}}")
+    starts = {dict(labels).get("window"): value
+              for labels, value in samples.get("floorwatch_window_start_timestamp_seconds", {}).items()}
+    since = f" since {datetime.fromtimestamp(starts[window], tz):%H:%M}" if window in starts else ""
+    lines.append(f"  SL/ASA/abandon: current interval{since} (event time); ! = below target")
+    return "\n".join(lines)
+
+
+def _interactive(stream) -> bool:
+    """Redraw in place and colour only on a real terminal (not in CI or a log file)."""
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return stream.isatty() and not ci and os.environ.get("TERM", "") != "dumb"
+
+
+class _Display:
+    """Prints the live block: redrawn in place on a terminal, appended (plain text) otherwise."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.interactive = _interactive(stream)
+        self.color = self.interactive and not os.environ.get("NO_COLOR")
+        self.drawn = 0   # terminal rows of the block on screen, to redraw over it
+        try:
+            DASH.encode(getattr(stream, "encoding", None) or "ascii")
+            self.dash = DASH
+        except (UnicodeEncodeError, LookupError):
+            self.dash = "-"
+
+    def show(self, block: str) -> None:
+        block = block.replace(DASH, self.dash)
+        if not self.interactive:
+            self.stream.write(block + "\n\n")
+        else:
+            columns = max(1, shutil.get_terminal_size().columns)
+            up = f"\x1b[{self.drawn}F\x1b[J" if self.drawn else ""
+            self.stream.write(up + block + "\n")
+            plain = block.replace(RED, "").replace(RESET, "")
+            self.drawn = sum(max(1, -(-len(line) // columns)) for line in plain.split("\n"))
+        self.stream.flush()
+
+    def say(self, line: str) -> None:
+        self.drawn = 0   # keep the message: draw the next block below it
+        print(line, file=self.stream, flush=True)
+
+
 def run_demo(settings: Settings, *, duration: float, rate: float, speed: float,
              config_path: str | None) -> int:
     from streams.simulator import SimConfig, run
@@ -112,6 +258,8 @@ def run_demo(settings: Settings, *, duration: float, rate: float, speed: float,
     print(f"demo: metrics at {metrics_url}")
     print(f"demo: simulating {rate:g} contacts/min at peak, {speed:g}x real time; Ctrl-C to stop")
 
+    display = _Display(sys.stdout)
+
     async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -139,10 +287,11 @@ def run_demo(settings: Settings, *, duration: float, rate: float, speed: float,
             try:
                 samples = await asyncio.to_thread(scrape, metrics_url)
             except OSError:
-                print(f"demo: [{time.monotonic() - began:4.0f}s] waiting for the worker at {metrics_url} ...")
+                display.say(f"demo: [{time.monotonic() - began:4.0f}s] waiting for the worker at {metrics_url} ...")
                 continue
             now = time.monotonic()
-            print(f"demo: [{now - began:4.0f}s] " + summary_line(samples, previous, now - previous_at), flush=True)
+            display.show(f"demo: [{now - began:4.0f}s] " + summary_line(samples, previous, now - previous_at)
+                         + "\n" + queue_table(samples, color=display.color, tz=settings.site.tz))
             previous, previous_at = samples, now
             if duration and now - began >= duration:
                 break
