@@ -29,6 +29,7 @@ from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 
 import faust
+import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
@@ -39,11 +40,13 @@ from streams import kafka_io
 from streams.config import Settings
 from streams.exposition import KpiCollector
 from streams.ingest import Decoder, Rejection, dead_letter
-from streams.kafka_io import internal_events_topic
+from streams.kafka_io import internal_events_topic, queue_partials_topic
 from streams.kpi.queues import QueueRules
 from streams.kpi.windows import SiteClock
 from streams.metrics import IngestCollector, IngestStats
 from streams.partition import Outcome, PartitionConfig, PartitionState, TooLate
+from streams.snapshots import LatestSnapshots, QueueLevelCollector, merge, partition_partials, publish
+from models.snapshots import AgentSnapshot
 
 log = logging.getLogger("floorwatch")
 # A batch message on the internal topic: one line per event, "topic\tpartition\toffset\ttimestamp_ms\tjson"
@@ -125,12 +128,25 @@ class Floorwatch:
             clock, functools.cache(lambda queue, channel: QueueRules.of(s.queue(queue, channel))),
             rolling_minutes=tuple(s.site.rolling_windows_minutes))
         self.states: dict[int, PartitionState] = {}   # the partitions owned and recovered
+        self.clock = clock
+        # Queue snapshots (streams.snapshots): partials per partition and queue -> the queue's owner.
+        self.partials_topic_name = queue_partials_topic(s)
+        self.partials = app.topic(self.partials_topic_name, internal=True, partitions=s.kafka.partitions,
+                                  key_type=bytes, value_type=bytes)
+        self.queue_records = app.Table("queue-snapshots", partitions=s.kafka.partitions, key_type=str,
+                                       value_type=bytes)
+        self.snapshots = app.topic(s.topics.snapshots, key_type=bytes, value_type=bytes)
+        self._sent_partials: dict[tuple[int, str], bytes] = {}
+        self.latest = LatestSnapshots(clock)
         self.registry.register(IngestCollector(self.stats, __version__))
         self.registry.register(KpiCollector(lambda: list(self.states.values()), s))
+        self.registry.register(QueueLevelCollector(self._owned_latest))
         setup_prometheus_sensors(app, pattern="/metrics", registry=self.registry,
                                  name_prefix="floorwatch_faust")
         app.task(self._ingest_loop)
         app.agent(self.events, name="engine")(self._engine)
+        app.agent(self.partials, name="queues")(self._queues)
+        app.timer(s.worker.snapshot_interval_s)(self._send_partials)
         self.records.on_recover(self._on_recovered)
         app.on_partitions_revoked.connect(self._on_revoked)
 
@@ -243,6 +259,62 @@ class Floorwatch:
         await self.app.producer.send(self.settings.topics.deadletter, key=None,
                                      value=entry.model_dump_json().encode(), partition=None,
                                      timestamp=None, headers=None)
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    async def _send_partials(self) -> None:
+        """Each owned partition's partial queue figures (changed ones only), and changed agents."""
+        partitions = self.settings.kafka.partitions
+        producer = self.app.producer
+        site = self.settings.site.name
+        for partition, state in list(self.states.items()):
+            for queue, partial in partition_partials(state).items():
+                body = orjson.dumps({k: v for k, v in partial.items() if k != "wm"})
+                if self._sent_partials.get((partition, queue)) == body and not partial["w"]:
+                    continue
+                self._sent_partials[(partition, queue)] = body
+                value = orjson.dumps({"p": partition, **partial})
+                await producer.send(self.partials_topic_name, key=queue.encode(), value=value,
+                                    partition=entity_partition(f"queue:{queue}", partitions),
+                                    timestamp=None, headers=None)
+            wm = state.watermark_ms
+            for key in state.touched_agents:
+                agent = state.agents.get(key)
+                latest = agent.latest() if agent is not None else None
+                if latest is None:
+                    continue
+                snap = AgentSnapshot(site=site, agent_id=latest.agent_id, state=latest.state,
+                                     reason=latest.reason, since_ms=latest.at_us // 1000, queues=list(latest.queues),
+                                     team=latest.team, watermark_ms=wm)
+                await producer.send(self.settings.topics.snapshots, key=f"agent:{latest.agent_id}".encode(),
+                                    value=snap.model_dump_json().encode(), partition=None, timestamp=None,
+                                    headers=None)
+            state.touched_agents.clear()
+
+    async def _queues(self, stream: faust.StreamT) -> None:
+        table = self.queue_records
+        clock = self.clock
+        async for event in stream.events():
+            queue = event.message.key.decode()
+            try:
+                partial = orjson.loads(event.message.value)
+                record = table.get(queue)
+                record = merge(orjson.loads(record) if record else None, partial.pop("p"), partial, clock)
+                published = publish(record, queue, self.settings, clock)
+            except Exception:  # a bad partial never stops the agent (only our own workers write here)
+                log.exception("queues: cannot merge a partial for %r", queue)
+                continue
+            table[queue] = orjson.dumps(record)
+            for snap in published:
+                await self.snapshots.send(key=f"queue:{queue}:{snap.channel}".encode(),
+                                          value=snap.model_dump_json().encode())
+                self.latest.remember(snap)
+
+    def _owned_latest(self) -> dict:
+        """Latest snapshots of the queues this worker owns, by (queue, channel, window label)."""
+        owned = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.partials_topic_name}
+        partitions = self.settings.kafka.partitions
+        return self.latest.labelled(lambda queue: entity_partition(f"queue:{queue}", partitions) in owned)
 
     # -- ownership ------------------------------------------------------------------------------
 

@@ -114,6 +114,18 @@ METRICS: tuple[Metric, ...] = (
     _m("floorwatch_quality_window_contacts", "queue window kind",
        "Handled contacts by disposition flag, at ACW completion: fcr_resolved, fcr_flagged (resolved flag set, "
        "true or false), fcr_unflagged. Disposition FCR = fcr_resolved / fcr_flagged."),
+    _m("floorwatch_queue_window_service_level_ratio", "queue channel window",
+       "Service level (0..1) of the queue's configured formula in the window, over all partitions; exported "
+       "by the worker owning the queue's snapshots (one series per queue), absent while the denominator is empty. "
+       "window: interval_current, interval_previous, today, rolling_15m, rolling_60m."),
+    _m("floorwatch_queue_estimated_wait_seconds", "queue channel",
+       "Estimated wait of a contact arriving now: (waiting + 1) x rolling 60 min AHT / agents serving the queue "
+       "(available + on contact + ACW). Exported by the queue's owner."),
+    _m("floorwatch_queue_required_agents", "queue channel",
+       "Erlang C agents needed to meet the SL target at the rolling 15 min arrival rate and rolling 60 min AHT "
+       "(chat: AHT / average chat capacity). Exported by the queue's owner."),
+    _m("floorwatch_queue_staffing_gap_agents", "queue channel",
+       "Required agents - (available + on contact); positive means short-staffed. Exported by the queue's owner."),
     _m("floorwatch_window_start_timestamp_seconds", "window",
        "Start of each window at the watermark (Unix seconds). " + WINDOW_HELP),
     _m("floorwatch_watermark_timestamp_seconds", "",
@@ -124,6 +136,10 @@ METRICS: tuple[Metric, ...] = (
        "Entity records held in the owned partitions, by kind (contact, agent, ticket)."),
 )
 BY_NAME = {m.name: m for m in METRICS}
+# Not sums over partitions: built from the merged queue snapshots by the queue's owner
+# (streams.snapshots.QueueLevelCollector), never by KpiCollector.
+QUEUE_LEVEL_METRICS = ("floorwatch_queue_window_service_level_ratio", "floorwatch_queue_estimated_wait_seconds",
+                       "floorwatch_queue_required_agents", "floorwatch_queue_staffing_gap_agents")
 
 
 def _add(total, part) -> None:
@@ -151,7 +167,8 @@ class KpiCollector(Collector):
 
     def collect(self) -> Iterator:
         states = self.owned()
-        families = {m.name: GaugeMetricFamily(m.name, m.help, labels=m.labels) for m in METRICS}
+        families = {m.name: GaugeMetricFamily(m.name, m.help, labels=m.labels) for m in METRICS
+                    if m.name not in QUEUE_LEVEL_METRICS}
         families["floorwatch_partitions_owned"].add_metric([], len(states))
         records: dict[str, int] = defaultdict(int)
         for state in states:

@@ -50,6 +50,11 @@ def internal_events_topic(settings: Settings) -> str:
     return f"{settings.worker.app_id}-events"
 
 
+def queue_partials_topic(settings: Settings) -> str:
+    """The internal topic carrying each partition's partial queue figures to the queue's owner."""
+    return f"{settings.worker.app_id}-queue-partials"
+
+
 def all_topics(settings: Settings) -> list[str]:
     """Every topic an agent consumes or a worker writes, except the table changelogs.
 
@@ -58,7 +63,8 @@ def all_topics(settings: Settings) -> list[str]:
     it a moment later, as it does for internal topics).
     """
     t = settings.topics
-    return [*t.inputs, t.snapshots, t.alerts, t.deadletter, internal_events_topic(settings)]
+    return [*t.inputs, t.snapshots, t.alerts, t.deadletter, internal_events_topic(settings),
+            queue_partials_topic(settings)]
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:

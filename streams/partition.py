@@ -159,6 +159,9 @@ class PartitionState:
         self._retention = (0, -1, 0)                            # watermark in [from, until) -> retained since
         self._pruned_at_ms: int | None = None
         self.counts: Counter[str] = Counter()                  # outcome -> events, since start
+        # For the snapshot publisher (streams.snapshots): windows and agents changed since it last ran.
+        self.touched_windows: set[tuple[str, str, int]] = set()
+        self.touched_agents: set[str] = set()
 
     # -- time ------------------------------------------------------------------------------------
 
@@ -237,6 +240,7 @@ class PartitionState:
                 record.agent = self.agents[record.key] = AgentState()
             applied = record.agent.apply(AgentChange.of(event), self.config.clock)
             if applied is not None:
+                self.touched_agents.add(record.key)
                 self._agent_facts(applied)
         elif kind in TICKET_RANK:
             if record.ticket is None:
@@ -271,6 +275,7 @@ class PartitionState:
             if rolling_since is not None and bucket < rolling_since:
                 bucket = None
             rules = rules_for(fact.queue, fact.channel)
+            self.touched_windows.add((fact.queue, fact.channel, interval))
             for counters in self.queues.counters((fact.queue, fact.channel), interval,
                                                  self._day_of_interval(interval), bucket):
                 counters.add(fact, weight, rules)
@@ -365,6 +370,7 @@ class PartitionState:
 
     def _forget(self, key: str) -> None:
         self.records.pop(key, None)
+        self.touched_agents.discard(key)
         self.waiting.pop(key, None)
         self.agents.pop(key, None)
         self.open_tickets.pop(key, None)

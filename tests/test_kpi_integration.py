@@ -90,6 +90,7 @@ def site_settings(kafka_bootstrap, tmp_path, **env):
     config.write_text(f'[site]\ntimezone = "{ZONE}"\n' + "".join(
         f'[queues.{queue}]\nchannel = "{channel}"\nsl_formula = "{formula}"\n'
         for queue, (channel, formula) in FORMULAS.items()))
+    env.setdefault("FLOORWATCH_WORKER__SNAPSHOT_INTERVAL_S", "1")
     return settings_for(kafka_bootstrap, FLOORWATCH_CONFIG=str(config), **env)
 
 
@@ -160,6 +161,14 @@ def check_queues(samples: dict, events: list, at: datetime, settings) -> int:
             eligible = value(samples, "floorwatch_queue_window_service_level_eligible_contacts", **labels)
             assert_same_ratio(met / eligible if eligible else None, want.service_level(q.sl_formula.value),
                               (where, q.sl_formula))
+            if window in ("interval_current", "interval_previous", "today", "rolling_15m", "rolling_60m"):
+                # the owner's precomputed ratio (one series per queue over all workers)
+                ratio = samples.get("floorwatch_queue_window_service_level_ratio", {})
+                series = [v for k, v in ratio.items() if dict(k) == labels]
+                expected_sl = want.service_level(q.sl_formula.value)
+                assert len(series) == (expected_sl is not None), (where, "service level ratio series", series)
+                if series:
+                    assert_same_ratio(series[0], expected_sl, (where, "service level ratio"))
             abandoned = value(samples, "floorwatch_queue_window_abandon_rate_abandoned_contacts", **labels)
             offered = value(samples, "floorwatch_queue_window_abandon_rate_offered_contacts", **labels)
             assert_same_ratio(abandoned / offered if offered else None,
@@ -342,6 +351,49 @@ def test_every_exported_kpi_matches_the_oracle(kafka_bootstrap, make_worker, tmp
     checked = wait_until_oracle_matches([worker], settings)
     assert checked["queues"] >= 24 and checked["agents"] > 20 and checked["tickets"] > 10 \
         and checked["quality"] > 5, checked
+    check_snapshots(settings)
+
+
+def check_snapshots(settings) -> None:
+    """The snapshot topic: the latest revision of each queue's today window equals the oracle, for
+    every SL formula; closed intervals are final; revisions grow; agents are published."""
+    from models.snapshots import AgentSnapshot, QueueSnapshot
+    from tests.test_ingest_integration import read_all
+
+    values = run(read_all(settings, settings.topics.snapshots, expected=10**9, timeout=8.0))
+    queues: dict[tuple, list[QueueSnapshot]] = defaultdict(list)
+    agents = []
+    for raw in values:
+        body = orjson.loads(raw)
+        if body["type"] == "queue":
+            snap = QueueSnapshot.model_validate(body)
+            queues[(snap.queue, snap.channel, snap.window.kind, snap.window.start_ms)].append(snap)
+        else:
+            agents.append(AgentSnapshot.model_validate(body))
+    assert agents and all(a.agent_id for a in agents)
+    events = decoded_log()
+    _, at = site_log()
+    start, end = windows_at(at)["today"]
+    rules = functools.cache(lambda q, c: oracle.QueueRules(
+        settings.queue(q, c).threshold_s, settings.queue(q, c).short_abandon_s))
+    expected = oracle.queue_kpis(events, timezone=ZONE, interval_minutes=15, rules=rules,
+                                 window_of=lambda t: start if start <= t < end else None)
+    for (queue, channel, _), want in expected.items():
+        published = queues[(queue, channel, "today", int(start.timestamp() * 1000))]
+        assert published, (queue, channel)
+        revisions = [s.revision for s in published]
+        assert revisions == sorted(revisions) and len(set(revisions)) == len(revisions), revisions
+        latest = published[-1]
+        assert latest.watermark_ms == int(at.timestamp() * 1000)
+        for kind, attribute in QUEUE_KINDS.items():
+            assert getattr(latest.kpis, kind) == getattr(want, attribute), (queue, kind)
+        for formula, value_ in latest.kpis.service_level_by_formula.items():
+            assert_same_ratio(value_, want.service_level(formula), (queue, formula))
+        assert_same_ratio(latest.kpis.asa_s, want.asa_s, (queue, "asa"))
+        assert_same_ratio(latest.kpis.aht_s, want.aht_s, (queue, "aht"))
+        assert latest.now is not None and latest.now.waiting >= 0
+    closed = [s[-1] for key, s in queues.items() if key[2] == "interval" and key[3] + 15 * 60_000 <= at.timestamp() * 1000]
+    assert closed and all(s.final for s in closed)
 
 
 def test_sigkill_mid_replay_then_restart_ends_with_the_oracle_numbers(kafka_bootstrap, make_worker, tmp_path):

@@ -29,6 +29,7 @@ from models.privacy import HASH_PREFIX, hash_customer_ref
 from streams.config import load_settings
 from streams.docs import GENERATED, PROMQL_EXAMPLES, ingest_metric_docs, metric_docs, metrics_md
 from streams.exposition import METRICS, KpiCollector
+from streams.snapshots import LatestSnapshots, QueueLevelCollector, merge, partition_partials, publish
 from streams.kpi.queues import QueueRules
 from streams.kpi.windows import SiteClock, to_ms
 from streams.metrics import IngestCollector, IngestStats
@@ -112,6 +113,12 @@ class Scrape:
         registry = CollectorRegistry(auto_describe=True)   # as the worker builds it (streams.app)
         registry.register(IngestCollector(stats, "0.0.0-test"))
         registry.register(KpiCollector(lambda: [state], settings))
+        # the queue-level gauges: this partition's partials merged and published, as the queue's owner does
+        latest = LatestSnapshots(config.clock)
+        for queue, partial in partition_partials(state).items():
+            for snap in publish(merge(None, 0, partial, config.clock), queue, settings, config.clock):
+                latest.remember(snap)
+        registry.register(QueueLevelCollector(latest.labelled))
         self.text = generate_latest(registry).decode()
         self.types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", self.text, re.M))
         self.families = {}
