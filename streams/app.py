@@ -40,7 +40,7 @@ from streams import kafka_io
 from streams.config import Settings
 from streams.exposition import KpiCollector
 from streams.ingest import Decoder, Rejection, dead_letter
-from streams.kafka_io import internal_events_topic, queue_partials_topic
+from streams.kafka_io import internal_events_topic, queue_partials_topic, side_topic
 from streams.kpi.queues import QueueRules
 from streams.kpi.windows import SiteClock
 from streams.metrics import IngestCollector, IngestStats
@@ -126,7 +126,8 @@ class Floorwatch:
         clock = SiteClock.from_settings(s.site)
         self.partition_config = PartitionConfig(
             clock, functools.cache(lambda queue, channel: QueueRules.of(s.queue(queue, channel))),
-            rolling_minutes=tuple(s.site.rolling_windows_minutes))
+            rolling_minutes=tuple(s.site.rolling_windows_minutes),
+            repeat_window_us=round(s.quality.repeat_window_s * 1_000_000))
         self.states: dict[int, PartitionState] = {}   # the partitions owned and recovered
         self.clock = clock
         # Queue snapshots (streams.snapshots): partials per partition and queue -> the queue's owner.
@@ -136,6 +137,11 @@ class Floorwatch:
         self.queue_records = app.Table("queue-snapshots", partitions=s.kafka.partitions, key_type=str,
                                        value_type=bytes)
         self.snapshots = app.topic(s.topics.snapshots, key_type=bytes, value_type=bytes)
+        # Side entries (chat legs to the agent, customer facts to the customer): another partition's records.
+        self.side_topic_name = side_topic(s)
+        self.side = app.topic(self.side_topic_name, internal=True, partitions=s.kafka.partitions,
+                              key_type=bytes, value_type=bytes)
+        self._side_sent: dict[tuple[str, str], object] = {}
         self._sent_partials: dict[tuple[int, str], bytes] = {}
         self.latest = LatestSnapshots(clock)
         self.registry.register(IngestCollector(self.stats, __version__))
@@ -146,6 +152,7 @@ class Floorwatch:
         app.task(self._ingest_loop)
         app.agent(self.events, name="engine")(self._engine)
         app.agent(self.partials, name="queues")(self._queues)
+        app.agent(self.side, name="side")(self._side)
         app.timer(s.worker.snapshot_interval_s)(self._send_partials)
         self.records.on_recover(self._on_recovered)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -218,7 +225,6 @@ class Floorwatch:
         stats = self.stats
         validate = EVENT_ADAPTER.validate_json
         context = {"customer_hash_key": self.decoder.hash_key}
-        table = self.records
         async for event in stream.events():
             partition = event.message.partition
             state = self.states.get(partition)
@@ -241,11 +247,43 @@ class Floorwatch:
                     await self._too_late(topic.decode(), int(source_partition), int(offset), int(timestamp),
                                          payload, outcome)
             state.advance()
-            changed, deleted = state.take_dirty()
-            for key, value in changed.items():
-                table[key] = value
-            for key in deleted:
-                table.pop(key, None)
+            self._write(state)
+            await self._send_side(state.take_side())
+
+    def _write(self, state: PartitionState) -> None:
+        """Changed records to the table (its changelog), in the current event's partition."""
+        table = self.records
+        changed, deleted = state.take_dirty()
+        for key, value in changed.items():
+            table[key] = value
+        for key in deleted:
+            table.pop(key, None)
+
+    async def _send_side(self, entries) -> None:
+        """Side entries that changed, one message per target partition."""
+        partitions = self.settings.kafka.partitions
+        by_partition: dict[int, list] = defaultdict(list)
+        sent = self._side_sent
+        for target, subject, payload in entries:
+            if sent.get((target, subject), ...) != payload:
+                sent[(target, subject)] = payload
+                by_partition[entity_partition(target, partitions)].append((target, subject, payload))
+        for partition, items in by_partition.items():
+            await self.side.send(value=orjson.dumps(items), partition=partition)
+
+    async def _side(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            partition = event.message.partition
+            state = self.states.get(partition)
+            if state is None:
+                state = self.states[partition] = PartitionState(self.partition_config)
+            try:
+                for target, subject, payload in orjson.loads(event.message.value):
+                    state.apply_side(target, subject, payload)
+            except Exception:  # only our own workers write here; a bug must not stop the agent
+                log.exception("side: cannot apply %s[%s]@%s", event.message.topic, partition, event.message.offset)
+            state.advance()
+            self._write(state)
 
     async def _too_late(self, topic: str, partition: int, offset: int, timestamp_ms: int, payload: bytes,
                         late: TooLate) -> None:

@@ -174,6 +174,15 @@ class TopicSettings(BaseModel):
                 "survey": self.survey}.get(family, self.telephony)
 
 
+class QualitySettings(BaseModel):
+    model_config = _Strict
+
+    repeat_window_s: Annotated[float, Field(gt=0, le=30 * 24 * 3600)] = Field(
+        default=72 * 3600.0,
+        description="Repeat-based FCR: a handled contact is resolved on first contact when the same customer "
+                    "starts no other contact or ticket within this many seconds after its ACW.")
+
+
 class WorkerSettings(BaseModel):
     model_config = _Strict
 
@@ -201,6 +210,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     worker: WorkerSettings = WorkerSettings()
+    quality: QualitySettings = QualitySettings()
     privacy: PrivacySettings = PrivacySettings()
     queue_defaults: QueueSettings = Field(
         default_factory=QueueSettings, description="Settings for queues not listed under [queues].")

@@ -90,6 +90,9 @@ METRICS: tuple[Metric, ...] = (
        "Agents in not_ready now, by reason (\"none\" when the source gives none)."),
     _m("floorwatch_agents_chat_capacity_slots", "scope name",
        "Sum of the chat capacity of the agents online now."),
+    _m("floorwatch_agents_chat_occupied_slots", "scope name",
+       "Chat slots occupied now by the online agents of the scope (a chat holds a slot of its agent from the answer "
+       "until ACW completes or it is transferred); chat utilization = occupied / capacity."),
     _m("floorwatch_agent_window_state_seconds", "scope name window state",
        "Agent time per state in the window, in seconds, the running stretch included up to the watermark; "
        "occupancy = (on_contact + acw) / (on_contact + acw + available). window: interval_current, "
@@ -112,8 +115,10 @@ METRICS: tuple[Metric, ...] = (
     _m("floorwatch_quality_window_csat_score_points", "queue window",
        "Sum of CSAT scores (1-5) in the window; mean CSAT = this / csat responses."),
     _m("floorwatch_quality_window_contacts", "queue window kind",
-       "Handled contacts by disposition flag, at ACW completion: fcr_resolved, fcr_flagged (resolved flag set, "
-       "true or false), fcr_unflagged. Disposition FCR = fcr_resolved / fcr_flagged."),
+       "Handled contacts at ACW completion, by kind: fcr_resolved, fcr_flagged (resolved flag set, true or false), "
+       "fcr_unflagged (disposition FCR = fcr_resolved / fcr_flagged); repeat_reported (the customer's repeat window "
+       "has elapsed), repeat_fcr (no other contact or ticket of the customer started in it), repeat_pending "
+       "(window still open), repeat_unknown_customer. Repeat FCR = repeat_fcr / repeat_reported."),
     _m("floorwatch_queue_window_service_level_ratio", "queue channel window",
        "Service level (0..1) of the queue's configured formula in the window, over all partitions; exported "
        "by the worker owning the queue's snapshots (one series per queue), absent while the denominator is empty. "
@@ -133,7 +138,7 @@ METRICS: tuple[Metric, ...] = (
     _m("floorwatch_partitions_owned", "",
        "Partitions of the internal events topic this worker actively owns (its KPI state)."),
     _m("floorwatch_state_records", "kind",
-       "Entity records held in the owned partitions, by kind (contact, agent, ticket)."),
+       "Entity records held in the owned partitions, by kind (contact, agent, ticket, customer)."),
 )
 BY_NAME = {m.name: m for m in METRICS}
 # Not sums over partitions: built from the merged queue snapshots by the queue's owner
@@ -174,7 +179,7 @@ class KpiCollector(Collector):
         for state in states:
             for key in state.records:
                 records[key.split(":", 1)[0]] += 1
-        for kind in ("contact", "agent", "ticket"):
+        for kind in ("contact", "agent", "ticket", "customer"):
             families["floorwatch_state_records"].add_metric([kind], records.get(kind, 0))
         marks = [s.watermark_ms for s in states if s.watermark_ms is not None]
         if marks:
@@ -295,8 +300,14 @@ class KpiCollector(Collector):
         for (kind, name, window), w in sorted(windows.items()):
             for state_name in ("available", "not_ready", "on_contact", "acw", "offline"):
                 time_family.add_metric([kind, name, window, state_name], w.state_us.get(state_name, 0) / 1e6)
-        now: dict = defaultdict(lambda: [defaultdict(int), defaultdict(int), 0])
+        now: dict = defaultdict(lambda: [defaultdict(int), defaultdict(int), 0, 0])
         for state in states:
+            for agent_key in state.legs:
+                occupied = state.chat_occupied(agent_key, now_us)
+                if occupied:
+                    for kind, name in state.agents[agent_key].latest(now_us).scopes():
+                        if kind in AGENT_SCOPES:
+                            now[(kind, name)][3] += occupied
             for (kind, name), counts in agents_now(state.agents.values(), now_us).items():
                 if kind not in AGENT_SCOPES:
                     continue
@@ -306,12 +317,13 @@ class KpiCollector(Collector):
                 for reason, n in counts.not_ready_by_reason.items():
                     row[1][reason or "none"] += n
                 row[2] += counts.chat_capacity
-        for (kind, name), (by_state, by_reason, capacity) in sorted(now.items()):
+        for (kind, name), (by_state, by_reason, capacity, occupied) in sorted(now.items()):
             for state_name in ("available", "not_ready", "on_contact", "acw"):
                 families["floorwatch_agents"].add_metric([kind, name, state_name], by_state[state_name])
             for reason, n in sorted(by_reason.items()):
                 families["floorwatch_agents_not_ready"].add_metric([kind, name, reason], n)
             families["floorwatch_agents_chat_capacity_slots"].add_metric([kind, name], capacity)
+            families["floorwatch_agents_chat_occupied_slots"].add_metric([kind, name], occupied)
 
     def _tickets(self, windows: dict, states, now_ms: int, families) -> None:
         tickets = families["floorwatch_ticket_window_tickets"]
@@ -352,5 +364,7 @@ class KpiCollector(Collector):
                 surveys.add_metric([*labels, kind], value)
             families["floorwatch_quality_window_csat_score_points"].add_metric(labels, c.csat_score_sum)
             for kind, value in (("fcr_resolved", c.fcr_resolved), ("fcr_flagged", c.fcr_flagged),
-                                ("fcr_unflagged", c.fcr_unflagged)):
+                                ("fcr_unflagged", c.fcr_unflagged), ("repeat_reported", c.repeat_reported),
+                                ("repeat_fcr", c.repeat_fcr), ("repeat_pending", c.repeat_pending),
+                                ("repeat_unknown_customer", c.repeat_unknown_customer)):
                 handled.add_metric([*labels, kind], value)

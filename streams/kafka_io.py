@@ -55,6 +55,11 @@ def queue_partials_topic(settings: Settings) -> str:
     return f"{settings.worker.app_id}-queue-partials"
 
 
+def side_topic(settings: Settings) -> str:
+    """The internal topic carrying side entries (chat legs, customer facts) to their target's partition."""
+    return f"{settings.worker.app_id}-side"
+
+
 def all_topics(settings: Settings) -> list[str]:
     """Every topic an agent consumes or a worker writes, except the table changelogs.
 
@@ -64,7 +69,7 @@ def all_topics(settings: Settings) -> list[str]:
     """
     t = settings.topics
     return [*t.inputs, t.snapshots, t.alerts, t.deadletter, internal_events_topic(settings),
-            queue_partials_topic(settings)]
+            queue_partials_topic(settings), side_topic(settings)]
 
 
 async def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> list[str]:

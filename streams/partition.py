@@ -30,8 +30,9 @@ import orjson
 
 from streams.kpi.agents import AgentChange, AgentFact, AgentState, AgentWindow
 from streams.kpi.contacts import RANK as CONTACT_RANK
-from streams.kpi.contacts import ContactEvent, ContactState, QueueFact, open_segments
-from streams.kpi.quality import QualityCounters, QualityEvent, QualityFact, QualityState, is_quality_event
+from streams.kpi.contacts import ContactEvent, ContactState, QueueFact, chat_slots, open_segments
+from streams.kpi.quality import (DEFAULT_REPEAT_WINDOW_US, CustomerState, QualityCounters, QualityEvent,
+                                 QualityFact, QualityState, is_quality_event, routes_to_customer)
 from streams.kpi.queues import QueueCounters, QueueRules
 from streams.kpi.tickets import RANK as TICKET_RANK
 from streams.kpi.tickets import DEFAULT_RULES, TicketCounters, TicketEvent, TicketFact, TicketRules, TicketState
@@ -62,6 +63,10 @@ class EntityRecord:
     ticket: TicketState | None = None
     quality: QualityState | None = None
     last_event_us: int = 0
+    # Side parts, sent by other partitions (streams.partition "side entries"): absolute per subject.
+    legs: dict[str, int] | None = None                       # agent: contact key -> chat answer µs
+    customer: CustomerState | None = None                    # customer: repeat-FCR state ...
+    customer_facts: dict[str, list[QualityFact]] | None = None   # ... fed by contact/ticket -> facts
 
     def encode(self) -> bytes:
         """The changelog value: the compact events of each part (the facts are recomputed)."""
@@ -74,6 +79,10 @@ class EntityRecord:
             value["t"] = [tuple(e) for e in self.ticket.events]
         if self.quality is not None:
             value["q"] = [tuple(e) for e in self.quality.events]
+        if self.legs:
+            value["l"] = self.legs
+        if self.customer_facts:
+            value["u"] = {subject: [tuple(f) for f in facts] for subject, facts in self.customer_facts.items()}
         return orjson.dumps(value)
 
     @staticmethod
@@ -85,6 +94,8 @@ class EntityRecord:
             "a": [AgentChange(*c[:6], tuple(c[6]), *c[7:]) for c in raw.get("a", ())],
             "t": [TicketEvent(*e) for e in raw.get("t", ())],
             "q": [QualityEvent(*e) for e in raw.get("q", ())],
+            "l": raw.get("l", {}),
+            "u": {subject: [QualityFact(*f) for f in facts] for subject, facts in raw.get("u", {}).items()},
         }
 
 
@@ -127,6 +138,7 @@ class PartitionConfig:
     queue_rules: Callable[[str, str], QueueRules]   # called per fact: make it cheap (cached)
     ticket_rules: TicketRules = DEFAULT_RULES
     rolling_minutes: tuple[int, ...] = (5, 15, 60)
+    repeat_window_us: int = DEFAULT_REPEAT_WINDOW_US
 
 
 @dataclass
@@ -162,6 +174,9 @@ class PartitionState:
         # For the snapshot publisher (streams.snapshots): windows and agents changed since it last ran.
         self.touched_windows: set[tuple[str, str, int]] = set()
         self.touched_agents: set[str] = set()
+        self.side_dirty: set[str] = set()       # contact/ticket records whose side entries may have changed
+        self.legs: dict[str, dict[str, int]] = {}   # agent key -> open chat legs (contact key -> answer µs)
+        self._customer_timers: list[tuple[int, str]] = []
 
     # -- time ------------------------------------------------------------------------------------
 
@@ -219,6 +234,8 @@ class PartitionState:
                 self.records[key] = record
             record.last_event_us = max(record.last_event_us, at_us)
             self.dirty.add(key)
+            if record.agent is None:
+                self.side_dirty.add(key)
             self.deleted.discard(key)
             if self.watermark_ms is None or at_ms > self.watermark_ms:
                 self.watermark_ms = at_ms
@@ -336,6 +353,16 @@ class PartitionState:
             if ticket is not None:
                 self._ticket_facts(ticket.evaluate(now_us, rules))
                 self._arm_ticket_timer(key, ticket)
+        customers = self._customer_timers
+        due_customers = set()
+        while customers and customers[0][0] <= now_us:
+            due_customers.add(heapq.heappop(customers)[1])
+        for key in due_customers:
+            record = self.records.get(key)
+            if record is not None and record.customer is not None:
+                self._quality_facts(record.customer.evaluate(now_us))
+                self._arm_customer_timer(key, record.customer)
+                self.dirty.add(key)
         for key in list(self.dirty):  # breaches of tickets whose events arrived in this batch
             ticket = self.open_tickets.get(key)
             if ticket is not None and key not in touched:
@@ -366,14 +393,104 @@ class PartitionState:
             return False
         if record.ticket is not None and record.ticket.now(self.watermark_ms * 1000, self.config.ticket_rules):
             return False
+        if record.customer is not None and record.customer.next_due_us(self.watermark_ms * 1000) is not None:
+            return False  # contacts still waiting for their repeat window to end
         return True
 
     def _forget(self, key: str) -> None:
         self.records.pop(key, None)
         self.touched_agents.discard(key)
+        self.legs.pop(key, None)
         self.waiting.pop(key, None)
         self.agents.pop(key, None)
         self.open_tickets.pop(key, None)
+
+    # -- side entries: figures that belong to another entity's partition ---------------------------
+
+    def take_side(self) -> list[tuple[str, str, object]]:
+        """(target key, subject key, payload) of the contact/ticket records changed since the last call.
+
+        Absolute, so the target replaces what the subject sent before and a repeated entry changes
+        nothing: chat legs go to the answering agent (payload: answer µs, or None when the slot is
+        free), start/handled facts to the customer (payload: the subject's facts for that customer).
+        """
+        out: list[tuple[str, str, object]] = []
+        for key in self.side_dirty:
+            record = self.records.get(key)
+            if record is None:
+                continue
+            if record.contact is not None:
+                for agent, answered_us in chat_slots(record.contact.events).items():
+                    out.append((f"agent:{agent}", key, answered_us))
+            if record.quality is not None:
+                by_customer: dict[str, list] = {}
+                for fact, n in record.quality.contributed.items():
+                    if n > 0 and routes_to_customer(fact):
+                        by_customer.setdefault(fact.customer, []).extend([tuple(fact)] * n)
+                for customer, facts in by_customer.items():
+                    out.append((f"customer:{customer}", key, sorted(facts)))
+        self.side_dirty.clear()
+        return out
+
+    def apply_side(self, target: str, subject: str, payload) -> None:
+        """Apply one side entry sent by another partition to its target record here."""
+        record = self.records.get(target)
+        if record is None:
+            record = self.records[target] = EntityRecord(target)
+        if target.startswith("agent:"):
+            legs = record.legs if record.legs is not None else {}
+            if payload is None:
+                legs.pop(subject, None)
+            else:
+                legs[subject] = payload
+            record.legs = legs or None
+            if legs:
+                self.legs[target] = legs
+            else:
+                self.legs.pop(target, None)
+        elif target.startswith("customer:"):
+            facts = [f if isinstance(f, QualityFact) else QualityFact(*f) for f in payload]
+            self._replace_customer_facts(record, subject, facts)
+        else:
+            raise ValueError(f"no side entries for {target!r}")
+        self.dirty.add(target)
+        self.deleted.discard(target)
+
+    def _replace_customer_facts(self, record: EntityRecord, subject: str, facts: list[QualityFact]) -> None:
+        if record.customer is None:
+            record.customer = CustomerState(window_us=self.config.repeat_window_us)
+            record.customer_facts = {}
+        now_us = (self.watermark_ms or 0) * 1000
+        for fact in record.customer_facts.get(subject, ()):
+            self._quality_facts(record.customer.apply(fact, -1, now_us))
+        for fact in facts:
+            self._quality_facts(record.customer.apply(fact, 1, now_us))
+        if facts:
+            record.customer_facts[subject] = facts
+        else:
+            record.customer_facts.pop(subject, None)
+        times = [f.at_us for fs in record.customer_facts.values() for f in fs]
+        record.last_event_us = max(times, default=0)
+        self._arm_customer_timer(record.key, record.customer)
+
+    def _arm_customer_timer(self, key: str, customer: CustomerState) -> None:
+        due = customer.next_due_us((self.watermark_ms or 0) * 1000)
+        if due is not None:
+            heapq.heappush(self._customer_timers, (due, key))
+
+    def chat_occupied(self, agent_key: str, at_us: int) -> int:
+        """Chat slots of an agent occupied at `at_us` (0 when offline; a leg answered before the
+        agent's last log-off does not count: its ACW never came)."""
+        legs = self.legs.get(agent_key)
+        agent = self.agents.get(agent_key)
+        if not legs or agent is None:
+            return 0
+        latest = agent.latest(at_us)
+        if latest is None or latest.state == "offline":
+            return 0
+        offline_at = max((c.at_us for c in agent.changes if c.state == "offline" and c.at_us <= at_us), default=None)
+        return sum(1 for answered in legs.values()
+                   if answered <= at_us and (offline_at is None or offline_at < answered))
 
     # -- changelog ---------------------------------------------------------------------------------
 
@@ -390,7 +507,7 @@ class PartitionState:
         state = cls(config)
         decoded = [(key, EntityRecord.decode_events(value)) for key, value in values]
         # The watermark first: retention and rolling decisions must be those of the original run.
-        newest = max((e.at_us for _, parts in decoded for events in parts.values() for e in events), default=None)
+        newest = max((e.at_us for _, parts in decoded for name in "catq" for e in parts[name]), default=None)
         state.watermark_ms = None if newest is None else newest // 1000
         for key, parts in decoded:
             record = state.records[key] = EntityRecord(key)
@@ -412,7 +529,12 @@ class PartitionState:
             for event in parts["q"]:
                 record.quality = record.quality or QualityState(key)
                 state._quality_facts(record.quality.apply(event) or ())
-            record.last_event_us = max((e.at_us for events in parts.values() for e in events), default=0)
+            record.last_event_us = max((e.at_us for name in "catq" for e in parts[name]), default=0)
+            if parts["l"]:
+                record.legs = dict(parts["l"])
+                state.legs[key] = record.legs
+            for subject, facts in parts["u"].items():
+                state._replace_customer_facts(record, subject, facts)
         for key in state.open_tickets:
             state.dirty.add(key)   # evaluate breaches as of the restored watermark
         state.advance()

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.integration
 
 ZONE = "Europe/Berlin"
 PARTITIONS = 4
+REPEAT_WINDOW_S = 1800   # short, so that repeat-based FCR gets reported within the simulated hours
 FORMULAS = {  # queue -> (channel, service-level formula): every formula on some queue
     "sales": ("voice", "answered_of_offered_excl_short"),
     "support": ("voice", "answered_of_answered"),
@@ -87,7 +88,7 @@ def decoded_log() -> list:
 
 def site_settings(kafka_bootstrap, tmp_path, **env):
     config = tmp_path / "floorwatch.toml"
-    config.write_text(f'[site]\ntimezone = "{ZONE}"\n' + "".join(
+    config.write_text(f'[site]\ntimezone = "{ZONE}"\n[quality]\nrepeat_window_s = {REPEAT_WINDOW_S}\n' + "".join(
         f'[queues.{queue}]\nchannel = "{channel}"\nsl_formula = "{formula}"\n'
         for queue, (channel, formula) in FORMULAS.items()))
     env.setdefault("FLOORWATCH_WORKER__SNAPSHOT_INTERVAL_S", "1")
@@ -226,6 +227,8 @@ def check_agents(samples: dict, events: list, at: datetime) -> int:
             assert value(samples, "floorwatch_agents_not_ready", scope=kind, name=name,
                          reason=reason or "none") == n, (kind, name, reason)
         assert value(samples, "floorwatch_agents_chat_capacity_slots", scope=kind, name=name) == want.chat_capacity
+        assert value(samples, "floorwatch_agents_chat_occupied_slots", scope=kind, name=name) == want.chat_occupied, \
+            (kind, name, "chat occupied")
         checked += 1
     intervals = oracle_agents.agent_time(events, timezone=ZONE, interval_minutes=15, until=at)
     for window, (start, end) in list(windows_at(at).items())[:3]:
@@ -278,7 +281,8 @@ def check_tickets(samples: dict, events: list, at: datetime) -> int:
 
 
 def check_quality(samples: dict, events: list, at: datetime) -> int:
-    intervals = oracle_quality.quality_kpis(events, timezone=ZONE, interval_minutes=15, at=at)
+    intervals = oracle_quality.quality_kpis(events, timezone=ZONE, interval_minutes=15, at=at,
+                                            repeat_window_s=REPEAT_WINDOW_S)
     checked = 0
     for window, (start, end) in list(windows_at(at).items())[:3]:
         summed: dict = defaultdict(lambda: defaultdict(int))
@@ -286,7 +290,8 @@ def check_quality(samples: dict, events: list, at: datetime) -> int:
             if start <= interval < end:
                 row = summed[queue or "none"]
                 for name in ("csat_responses", "csat_satisfied", "csat_score_sum", "nps_responses", "nps_promoters",
-                             "nps_detractors", "fcr_flagged", "fcr_resolved", "fcr_unflagged"):
+                             "nps_detractors", "fcr_flagged", "fcr_resolved", "fcr_unflagged", "repeat_reported",
+                             "repeat_fcr", "repeat_pending", "repeat_unknown_customer"):
                     row[name] += getattr(w, name)
         for queue, row in summed.items():
             labels = {"queue": queue, "window": window}
@@ -296,7 +301,8 @@ def check_quality(samples: dict, events: list, at: datetime) -> int:
                 assert value(samples, "floorwatch_quality_window_surveys", kind=kind, **labels) == row[name], \
                     (labels, kind)
             assert value(samples, "floorwatch_quality_window_csat_score_points", **labels) == row["csat_score_sum"]
-            for kind in ("fcr_flagged", "fcr_resolved", "fcr_unflagged"):
+            for kind in ("fcr_flagged", "fcr_resolved", "fcr_unflagged", "repeat_reported", "repeat_fcr",
+                         "repeat_pending", "repeat_unknown_customer"):
                 assert value(samples, "floorwatch_quality_window_contacts", kind=kind, **labels) == row[kind], \
                     (labels, kind)
             checked += 1

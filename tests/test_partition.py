@@ -21,9 +21,13 @@ def feed(zone: str):
     return arrivals(seed=5, zone=zone, duration_s=6 * 3600)
 
 
+REPEAT_WINDOW_S = 1800
+
+
 def config_for(zone: str) -> PartitionConfig:
     settings = load_settings()
-    return PartitionConfig(SiteClock(zone, 15), functools.cache(lambda q, c: QueueRules.of(settings.queue(q, c))))
+    return PartitionConfig(SiteClock(zone, 15), functools.cache(lambda q, c: QueueRules.of(settings.queue(q, c))),
+                           repeat_window_us=REPEAT_WINDOW_S * 1_000_000)
 
 
 def run(zone: str, events, changelog: dict[str, bytes] | None = None) -> PartitionState:
@@ -31,6 +35,8 @@ def run(zone: str, events, changelog: dict[str, bytes] | None = None) -> Partiti
     for n, event in enumerate(events, 1):
         state.apply(event)
         if n % 200 == 0 or n == len(events):
+            for target, subject, payload in state.take_side():  # one partition: the targets are here
+                state.apply_side(target, subject, payload)
             state.advance()
             if changelog is not None:
                 changed, deleted = state.take_dirty()
@@ -52,7 +58,7 @@ def snapshot(state: PartitionState) -> dict:
         "queue_buckets": plain(state.queues.buckets),
         "agent_intervals": agent(state.agent_time.intervals), "agent_days": agent(state.agent_time.days),
         "ticket_intervals": plain(state.tickets.intervals), "quality_intervals": plain(state.quality.intervals),
-        "waiting": state.waiting, "watermark": state.watermark_ms,
+        "waiting": state.waiting, "watermark": state.watermark_ms, "legs": state.legs,
     }
 
 
@@ -105,3 +111,37 @@ def test_events_older_than_retention_are_too_late(monkeypatch):
                                        "event_id": "brand-new"})
     outcome = state.apply(old)
     assert isinstance(outcome, TooLate) and outcome.retained_since_us == since * 1000
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin"])
+def test_chat_slots_and_repeat_fcr_through_side_entries_match_the_oracles(zone, monkeypatch):
+    from collections import defaultdict
+    from datetime import UTC, datetime
+
+    from tests import oracle_agents, oracle_quality
+
+    monkeypatch.delenv("FLOORWATCH_CONFIG", raising=False)
+    events = feed(zone)
+    state = run(zone, events)
+    at_us = state.watermark_ms * 1000
+    at = datetime.fromtimestamp(state.watermark_ms / 1000, tz=UTC)
+    # chat slots occupied now, per scope
+    occupied: dict = defaultdict(int)
+    for key in state.legs:
+        n = state.chat_occupied(key, at_us)
+        if n:
+            for scope in state.agents[key].latest(at_us).scopes():
+                occupied[scope] += n
+    expected = {scope: now.chat_occupied for scope, now in oracle_agents.agents_now(events, at=at).items()
+                if now.chat_occupied}
+    assert dict(occupied) == expected and sum(expected.values()) > 0
+    # repeat-based FCR per (queue, interval), as known at the watermark
+    want = oracle_quality.quality_kpis(events, timezone=zone, interval_minutes=15, at=at,
+                                       repeat_window_s=REPEAT_WINDOW_S)
+    got = {key: c for key, c in state.quality.intervals.items() if not c.is_empty()}
+    for (queue, start), w in want.items():
+        c = got.get((queue, int(start.timestamp() * 1000)))
+        for name in ("repeat_reported", "repeat_fcr", "repeat_pending", "repeat_unknown_customer"):
+            assert (getattr(c, name) if c else 0) == getattr(w, name), (queue, start, name)
+    assert sum(w.repeat_reported for w in want.values()) > 20
+    assert sum(w.repeat_fcr for w in want.values()) < sum(w.repeat_reported for w in want.values())

@@ -43,12 +43,14 @@ class ContactEvent(NamedTuple):
     event_id: str    # source|event_id: what makes an event unique
     channel: str
     queue: str | None = None
+    agent: str | None = None   # contact.answered: the agent who took it (chat slots)
 
     @classmethod
     def of(cls, event) -> ContactEvent:
         """From a decoded `models.events` contact event."""
         return cls((event.occurred_at - _EPOCH) // _MICROSECOND, RANK[event.event_type], event.event_type,
-                   f"{event.source}|{event.event_id}", event.channel.value, getattr(event, "queue", None))
+                   f"{event.source}|{event.event_id}", event.channel.value, getattr(event, "queue", None),
+                   getattr(event, "agent_id", None) if event.event_type == "contact.answered" else None)
 
 
 class QueueFact(NamedTuple):
@@ -143,3 +145,26 @@ def open_segments(events: Iterable[ContactEvent]) -> list[tuple[str, str, int]]:
         elif e.event_type in _CLOSES and waiting.get(e.queue):
             waiting[e.queue].pop(0)
     return [(queue, channel, at) for queue, segments in waiting.items() for channel, at in segments]
+
+
+def chat_slots(events: Iterable[ContactEvent]) -> dict[str, int | None]:
+    """Agent -> answer time (µs) of the chat leg occupying one of its slots now, or None for every
+    other agent that answered this contact (its slot is free). Empty for a non-chat contact.
+
+    A leg occupies a slot from `contact.answered` until the `contact.acw_completed` that follows, a
+    `contact.transferred`, or the next `contact.answered` (docs/kpi-definitions.md, chat utilization)."""
+    legs: dict[str, int | None] = {}
+    leg: tuple[str, int] | None = None
+    for e in sorted(events):
+        if e.channel != "chat":
+            return {}
+        if e.event_type == "contact.answered" and e.agent is not None:
+            if leg is not None:
+                legs[leg[0]] = None
+            leg = (e.agent, e.at_us)
+            legs.setdefault(e.agent, None)
+        elif e.event_type in ("contact.acw_completed", "contact.transferred") and leg is not None:
+            leg = None
+    if leg is not None:
+        legs[leg[0]] = leg[1]
+    return legs
