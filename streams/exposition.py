@@ -77,7 +77,10 @@ METRICS: tuple[Metric, ...] = (
     _m("floorwatch_queue_service_level_threshold_seconds", "queue channel",
        "Configured service-level threshold T of the queues seen, in seconds (the same on every worker: take max)."),
     _m("floorwatch_queue_waiting_contacts", "queue channel",
-       "Contacts waiting in the queue now (enqueued, not yet answered, abandoned or flowed out)."),
+       "Contacts waiting in the queue now (enqueued, not yet answered, abandoned or flowed out). "
+       "channel=\"callback\": callbacks pending."),
+    _m("floorwatch_queue_in_progress_contacts", "queue channel",
+       "Contacts being handled now: from their last answer (in this queue) until the ACW that follows completes."),
     _m("floorwatch_queue_oldest_wait_seconds", "queue channel",
        "Wait of the longest-waiting contact at the watermark, in seconds (take max over workers)."),
     _m("floorwatch_queue_oldest_wait_start_timestamp_seconds", "queue channel",
@@ -267,6 +270,13 @@ class KpiCollector(Collector):
                 for queue, channel, enqueued_us in segments:
                     waiting[(queue, channel)].append(enqueued_us)
         now_us = now_ms * 1000
+        handling: dict[tuple[str, str], int] = defaultdict(int)
+        for state in states:
+            for queue, channel, _ in state.handling.values():
+                handling[(queue, channel)] += 1
+        seen_queues.update(handling)
+        for (queue, channel), n in sorted(handling.items()):
+            families["floorwatch_queue_in_progress_contacts"].add_metric([queue, channel], n)
         for (queue, channel), enqueued in sorted(waiting.items()):
             seen_queues.add((queue, channel))
             oldest = min(enqueued)
@@ -275,6 +285,8 @@ class KpiCollector(Collector):
                 [queue, channel], max(0, now_us - oldest) / 1e6)
             families["floorwatch_queue_oldest_wait_start_timestamp_seconds"].add_metric([queue, channel], oldest / 1e6)
         for queue, channel in sorted(seen_queues):
+            if (queue, channel) not in handling:
+                families["floorwatch_queue_in_progress_contacts"].add_metric([queue, channel], 0)
             if (queue, channel) not in waiting:
                 families["floorwatch_queue_waiting_contacts"].add_metric([queue, channel], 0)
                 families["floorwatch_queue_oldest_wait_seconds"].add_metric([queue, channel], 0)

@@ -30,7 +30,7 @@ import orjson
 
 from streams.kpi.agents import AgentChange, AgentFact, AgentState, AgentWindow
 from streams.kpi.contacts import RANK as CONTACT_RANK
-from streams.kpi.contacts import ContactEvent, ContactState, QueueFact, chat_slots, open_segments
+from streams.kpi.contacts import ContactEvent, ContactState, QueueFact, chat_slots, in_progress, open_segments
 from streams.kpi.quality import (DEFAULT_REPEAT_WINDOW_US, CustomerState, QualityCounters, QualityEvent,
                                  QualityFact, QualityState, is_quality_event, routes_to_customer)
 from streams.kpi.queues import QueueCounters, QueueRules
@@ -163,6 +163,7 @@ class PartitionState:
         self.tickets = Windows(TicketCounters)                  # (queue, priority)
         self.quality = Windows(QualityCounters)                 # (queue or None,)
         self.waiting: dict[str, list[tuple[str, str, int]]] = {}  # contact key -> open segments
+        self.handling: dict[str, tuple[str, str, int]] = {}     # contact key -> (queue, channel, answered µs)
         self.agents: dict[str, AgentState] = {}
         self.open_tickets: dict[str, TicketState] = {}
         self._ticket_timers: list[tuple[int, str]] = []
@@ -325,6 +326,11 @@ class PartitionState:
             self.waiting[record.key] = segments
         else:
             self.waiting.pop(record.key, None)
+        leg = in_progress(record.contact.events)
+        if leg is not None:
+            self.handling[record.key] = leg
+        else:
+            self.handling.pop(record.key, None)
 
     # -- timers ----------------------------------------------------------------------------------
 
@@ -399,6 +405,7 @@ class PartitionState:
 
     def _forget(self, key: str) -> None:
         self.records.pop(key, None)
+        self.handling.pop(key, None)
         self.touched_agents.discard(key)
         self.legs.pop(key, None)
         self.waiting.pop(key, None)

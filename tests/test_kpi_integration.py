@@ -13,6 +13,7 @@ same topics with one stopped mid-run.
 
 from __future__ import annotations
 
+import base64
 import functools
 import random
 import signal
@@ -201,7 +202,26 @@ def waiting_now(events: list, at: datetime) -> dict[tuple[str, str], list[dateti
     return waiting
 
 
+def in_progress_now(events: list, at: datetime) -> dict[tuple[str, str], int]:
+    """Contacts answered and whose following ACW has not completed at `at`, by the answer's queue."""
+    by_contact: dict[str, list] = defaultdict(list)
+    for e in oracle.unique_events(events):
+        if e.event_type in ("contact.answered", "contact.acw_completed") and e.occurred_at <= at:
+            by_contact[e.contact_id].append(e)
+    result: dict[tuple[str, str], int] = defaultdict(int)
+    for contact_events in by_contact.values():
+        last = max(contact_events, key=lambda e: (e.occurred_at, e.event_type == "contact.acw_completed"))
+        if last.event_type == "contact.answered":
+            result[(last.queue, last.channel.value)] += 1
+    return result
+
+
 def check_waiting(samples: dict, events: list, at: datetime) -> None:
+    for (queue, channel), n in in_progress_now(events, at).items():
+        assert value(samples, "floorwatch_queue_in_progress_contacts", queue=queue, channel=channel) == n, \
+            (queue, channel, "in progress")
+    assert sum(samples.get("floorwatch_queue_in_progress_contacts", {}).values()) == \
+        sum(in_progress_now(events, at).values())
     expected = waiting_now(events, at)
     for (queue, channel), enqueued in expected.items():
         labels = {"queue": queue, "channel": channel}
@@ -429,3 +449,27 @@ def test_two_workers_one_stopped_mid_run_sum_to_the_oracle(kafka_bootstrap, make
     assert second.stop() == 0, second.log_tail()
     run(produce(settings, log[len(log) // 2:]))
     wait_until_oracle_matches([first, second], settings)
+
+
+def test_events_older_than_retention_go_to_the_dead_letter_topic_as_too_late(kafka_bootstrap, make_worker):
+    from models.deadletter import DeadLetter
+    from tests.test_ingest_integration import read_all
+
+    settings, env = settings_for(kafka_bootstrap)
+    messages = [m for m in generate(SimConfig(seed=3, duration_s=900, rate=6)) if m.kind == "valid"]
+    agent_event = next(orjson.loads(m.value) for m in messages if m.topic == "agent")
+    old = {**agent_event, "event_id": "from-last-week", "occurred_at": "2024-12-30T09:00:00+00:00"}
+    worker = make_worker(settings, env).start()
+    run(produce(settings, messages))
+    worker.wait_for(lambda s: value(s, "floorwatch_ingest_accepted_events_total") >= len(messages),
+                    what="the log applied")
+    positions = run(produce(settings, [SimMessage("agent", agent_event["agent_id"].encode(), orjson.dumps(old),
+                                                  messages[-1].at, "valid")]))
+    samples = worker.wait_for(
+        lambda s: value(s, "floorwatch_ingest_rejected_records_total", reason="too_late") == 1, what="too late")
+    assert value(samples, "floorwatch_ingest_accepted_events_total") == len(messages)
+    (record,) = [DeadLetter.model_validate_json(v) for v in
+                 run(read_all(settings, settings.topics.deadletter, expected=1))]
+    assert record.reason.value == "too_late" and record.field == "occurred_at"
+    assert (record.source_topic, record.source_partition, record.source_offset) == positions[0]
+    assert b"from-last-week" in base64.b64decode(record.raw_b64)

@@ -58,7 +58,7 @@ def snapshot(state: PartitionState) -> dict:
         "queue_buckets": plain(state.queues.buckets),
         "agent_intervals": agent(state.agent_time.intervals), "agent_days": agent(state.agent_time.days),
         "ticket_intervals": plain(state.tickets.intervals), "quality_intervals": plain(state.quality.intervals),
-        "waiting": state.waiting, "watermark": state.watermark_ms, "legs": state.legs,
+        "waiting": state.waiting, "handling": state.handling, "watermark": state.watermark_ms, "legs": state.legs,
     }
 
 

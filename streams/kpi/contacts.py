@@ -168,3 +168,15 @@ def chat_slots(events: Iterable[ContactEvent]) -> dict[str, int | None]:
     if leg is not None:
         legs[leg[0]] = leg[1]
     return legs
+
+
+def in_progress(events: Iterable[ContactEvent]) -> tuple[str, str, int] | None:
+    """(queue, channel, answered µs) while the contact is handled: from its last answer until the ACW
+    that follows completes; None otherwise."""
+    leg: tuple[str, str, int] | None = None
+    for e in sorted(events):
+        if e.event_type == "contact.answered":
+            leg = (e.queue, e.channel, e.at_us)
+        elif e.event_type == "contact.acw_completed":
+            leg = None
+    return leg
