@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 
 from models.deadletter import DeadLetter
 from models.events import Event
+from models.snapshots import AgentSnapshot, QueueSnapshot
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -36,6 +37,12 @@ def message_schemas() -> dict[str, dict[str, Any]]:
         "deadletter": _schema(
             TypeAdapter(DeadLetter), "Floorwatch dead-letter record",
             "A rejected input record with the reason, its source position and its raw bytes."),
+        "snapshot": _schema(
+            TypeAdapter(QueueSnapshot | AgentSnapshot), "Floorwatch KPI snapshot",
+            "On cc.kpi.snapshots: a queue's KPIs for one window (type=queue, key queue:<queue>:<channel>; "
+            "re-published with a higher revision when its figures change, final once the interval has closed, "
+            "correction when late events change it afterwards) or one agent's current state (type=agent, key "
+            "agent:<id>)."),
     }
 
 
@@ -44,6 +51,7 @@ def topic_schemas(topics) -> dict[str, dict[str, Any]]:
     kinds = message_schemas()
     result = {name: kinds["input-event"] for name in topics.inputs}
     result[topics.deadletter] = kinds["deadletter"]
+    result[topics.snapshots] = kinds["snapshot"]
     return result
 
 

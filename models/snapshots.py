@@ -1,4 +1,4 @@
-"""Records Floorwatch publishes to `cc.kpi.snapshots` (documented in docs/snapshots.md)."""
+"""Records Floorwatch publishes to `cc.kpi.snapshots` (JSON Schema: models/schemas/snapshot.schema.json)."""
 
 from __future__ import annotations
 
