@@ -44,13 +44,17 @@ from streams.kafka_io import internal_events_topic, queue_partials_topic, side_t
 from streams.kpi.queues import QueueRules
 from streams.kpi.windows import SiteClock
 from streams.metrics import IngestCollector, IngestStats
-from streams.partition import Outcome, PartitionConfig, PartitionState, TooLate
+from streams.partition import (Outcome, PartitionConfig, PartitionState, TooLate, decode_parts, encode_parts,
+                               event_parts)
 from streams.snapshots import LatestSnapshots, QueueLevelCollector, merge, partition_partials, publish
 from models.snapshots import AgentSnapshot
 
 log = logging.getLogger("floorwatch")
-# A batch message on the internal topic: one line per event, "topic\tpartition\toffset\ttimestamp_ms\tjson"
-# (the source position travels with the event, for the dead-letter record of a too-late event).
+# A batch message on the internal topic: one line per event,
+# "topic\tpartition\toffset\ttimestamp_ms\tparts\tjson": `parts` is the event's compact form
+# (`streams.partition.encode_parts`), all the engine needs, so it never validates an event again; the
+# source position and the validated event's JSON travel with it for the dead-letter record of a
+# too-late event. Lines without `parts` (written by an older ingest) are validated as before.
 _MAX_BATCH_LINES = 1000   # keeps a batch message well under the broker's 1 MB default
 
 
@@ -196,10 +200,11 @@ class Floorwatch:
                     if isinstance(decoded, Rejection):
                         sends.append(self._dead_letter(producer, record, decoded))
                         continue
-                    stats.forwarded[decoded.event_type] += 1
-                    line = b"%s%d\t%d\t%s" % (prefix, record.offset, record.timestamp or 0,
-                                               decoded.__pydantic_serializer__.to_json(decoded))
-                    by_partition[entity_partition(decoded.entity_key, partitions)].append(line)
+                    parts = event_parts(decoded)
+                    stats.forwarded[parts[0]] += 1
+                    line = b"%s%d\t%d\t%s\t%s" % (prefix, record.offset, record.timestamp or 0, encode_parts(parts),
+                                                   decoded.__pydantic_serializer__.to_json(decoded))
+                    by_partition[entity_partition(parts[1], partitions)].append(line)
                 except Exception as exc:  # a bad event never stops ingest
                     log.exception("ingest: unexpected error on %s[%s]@%s", topic, tp.partition, record.offset)
                     sends.append(self._dead_letter(producer, record, Rejection(
@@ -222,30 +227,18 @@ class Floorwatch:
     # -- engine ---------------------------------------------------------------------------------
 
     async def _engine(self, stream: faust.StreamT) -> None:
-        stats = self.stats
-        validate = EVENT_ADAPTER.validate_json
         context = {"customer_hash_key": self.decoder.hash_key}
         async for event in stream.events():
-            partition = event.message.partition
+            message = event.message
+            partition = message.partition
             state = self.states.get(partition)
             if state is None:  # not restored yet (cannot happen after on_recover; be safe)
                 state = self.states[partition] = PartitionState(self.partition_config)
-            for line in event.message.value.split(b"\n"):
-                try:
-                    topic, source_partition, offset, timestamp, payload = line.split(b"\t", 4)
-                    decoded = validate(payload, context=context)
-                    outcome = state.apply(decoded)
-                except (ValueError, ValidationError):  # only our own ingest writes here; never expected
-                    log.exception("engine: undecodable internal line in %s[%s]@%s",
-                                  event.message.topic, partition, event.message.offset)
-                    continue
-                if outcome is Outcome.accepted:
-                    stats.accepted[decoded.event_type] += 1
-                elif outcome is Outcome.duplicate:
-                    stats.duplicates[decoded.event_type] += 1
-                elif isinstance(outcome, TooLate):
-                    await self._too_late(topic.decode(), int(source_partition), int(offset), int(timestamp),
-                                         payload, outcome)
+            late = apply_batch(state, message.value, self.stats, context,
+                               where=(message.topic, partition, message.offset))
+            for topic, source_partition, offset, timestamp, payload, outcome in late:
+                await self._too_late(topic.decode(), int(source_partition), int(offset), int(timestamp),
+                                     payload, outcome)
             state.advance()
             self._write(state)
             await self._send_side(state.take_side())
@@ -381,6 +374,34 @@ class Floorwatch:
             self.states[p] = PartitionState.rebuild(self.partition_config, items)
         log.info("engine: rebuilt partitions %s from %d records", sorted(missing),
                  sum(len(v) for v in values.values()))
+
+
+def apply_batch(state: PartitionState, value: bytes, stats: IngestStats, context: dict,
+                where: tuple = ()) -> list[tuple]:
+    """Apply one internal batch message to its partition's state and count the outcomes; return the
+    too-late events as (topic, partition, offset, timestamp_ms, event JSON, TooLate), in bytes as read."""
+    accepted, duplicates = stats.accepted, stats.duplicates
+    apply_parts = state.apply_parts
+    late = []
+    for line in value.split(b"\n"):
+        try:
+            fields = line.split(b"\t", 5)
+            if len(fields) == 6:
+                parts = decode_parts(fields[4])
+            else:  # a line of an older ingest: no compact parts
+                fields.insert(4, None)
+                parts = event_parts(EVENT_ADAPTER.validate_json(fields[5], context=context))
+            outcome = apply_parts(*parts)
+        except (ValueError, TypeError, ValidationError):  # only our own ingest writes here; never expected
+            log.exception("engine: undecodable internal line in %s[%s]@%s", *(where or ("?", "?", "?")))
+            continue
+        if outcome is Outcome.accepted:
+            accepted[parts[0]] += 1
+        elif outcome is Outcome.duplicate:
+            duplicates[parts[0]] += 1
+        elif isinstance(outcome, TooLate):
+            late.append((fields[0], fields[1], fields[2], fields[3], fields[5], outcome))
+    return late
 
 
 async def _sent(send):

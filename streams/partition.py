@@ -51,6 +51,38 @@ class Outcome(Enum):
     ignored = "ignored"      # an event no KPI uses (e.g. a survey without contact or ticket)
 
 
+_COUNTED_KINDS = frozenset({*CONTACT_RANK, *TICKET_RANK, "agent.state_changed", "survey.responded"})
+
+
+def event_parts(event) -> tuple:
+    """(event_type, entity key, event time µs, ContactEvent, AgentChange, TicketEvent, QualityEvent) of a
+    decoded `models.events` event: all `PartitionState` needs (None for the parts it has none of)."""
+    kind = event.event_type
+    return (kind, event.entity_key, _to_us(event.occurred_at),
+            ContactEvent.of(event) if kind in CONTACT_RANK else None,
+            AgentChange.of(event) if kind == "agent.state_changed" else None,
+            TicketEvent.of(event) if kind in TICKET_RANK else None,
+            QualityEvent.of(event) if is_quality_event(event) else None)
+
+
+def encode_parts(parts: tuple) -> bytes:
+    """`event_parts` as compact JSON (what ingest ships to the engine; no tab or newline in it)."""
+    kind, key, at_us, contact, agent, ticket, quality = parts
+    return orjson.dumps((kind, key, at_us, None if contact is None else tuple(contact),
+                         None if agent is None else tuple(agent), None if ticket is None else tuple(ticket),
+                         None if quality is None else tuple(quality)))
+
+
+def decode_parts(value: bytes) -> tuple:
+    """The inverse of `encode_parts`: tuples equal to those `event_parts` made."""
+    kind, key, at_us, contact, agent, ticket, quality = orjson.loads(value)
+    return (kind, key, at_us,
+            None if contact is None else ContactEvent(*contact),
+            None if agent is None else AgentChange(*agent[:6], tuple(agent[6]), *agent[7:]),
+            None if ticket is None else TicketEvent(*ticket),
+            None if quality is None else QualityEvent(*quality))
+
+
 # -- records ---------------------------------------------------------------------------------------
 
 @dataclass
@@ -218,22 +250,27 @@ class PartitionState:
 
     def apply(self, event) -> Outcome | TooLate:
         """Apply one decoded `models.events` event to its entity's record and the aggregates."""
-        at_us = _to_us(event.occurred_at)
+        return self.apply_parts(*event_parts(event))
+
+    def apply_parts(self, kind: str, key: str, at_us: int, contact: ContactEvent | None,
+                    agent: AgentChange | None, ticket: TicketEvent | None,
+                    quality: QualityEvent | None) -> Outcome | TooLate:
+        """`apply` on an event's compact parts (`event_parts`), as the engine receives them."""
         at_ms = at_us // 1000
         since = self.retained_since_ms()
         if since is not None and at_ms < since:
             self.counts["too_late"] += 1
             return TooLate(at_us, since * 1000)
-        key = event.entity_key
         record = self.records.get(key)
         fresh = record is None
         if fresh:
             record = EntityRecord(key)
-        outcome = self._apply_to(record, event, at_us)
+        outcome = self._apply_to(record, kind, contact, agent, ticket, quality)
         if outcome is Outcome.accepted:
             if fresh:
                 self.records[key] = record
-            record.last_event_us = max(record.last_event_us, at_us)
+            if at_us > record.last_event_us:
+                record.last_event_us = at_us
             self.dirty.add(key)
             if record.agent is None:
                 self.side_dirty.add(key)
@@ -243,41 +280,40 @@ class PartitionState:
         self.counts[outcome.value] += 1
         return outcome
 
-    def _apply_to(self, record: EntityRecord, event, at_us: int) -> Outcome:
-        kind = event.event_type
+    def _apply_to(self, record: EntityRecord, kind: str, contact: ContactEvent | None, agent: AgentChange | None,
+                  ticket: TicketEvent | None, quality_event: QualityEvent | None) -> Outcome:
         applied = None
-        if kind in CONTACT_RANK:
+        if contact is not None:
             if record.contact is None:
                 record.contact = ContactState()
-            applied = record.contact.apply(ContactEvent.of(event))
+            applied = record.contact.apply(contact)
             if applied is not None:
                 self._queue_facts(applied)
                 self._update_waiting(record)
-        elif kind == "agent.state_changed":
+        elif agent is not None:
             if record.agent is None:
                 record.agent = self.agents[record.key] = AgentState()
-            applied = record.agent.apply(AgentChange.of(event), self.config.clock)
+            applied = record.agent.apply(agent, self.config.clock)
             if applied is not None:
                 self.touched_agents.add(record.key)
                 self._agent_facts(applied)
-        elif kind in TICKET_RANK:
+        elif ticket is not None:
             if record.ticket is None:
                 record.ticket = self.open_tickets[record.key] = TicketState()
-            applied = record.ticket.apply(TicketEvent.of(event), self.config.ticket_rules)
+            applied = record.ticket.apply(ticket, self.config.ticket_rules)
             if applied is not None:
                 self._ticket_facts(applied)
                 self._arm_ticket_timer(record.key, record.ticket)
-        if is_quality_event(event):
+        if quality_event is not None:
             if record.quality is None:
                 record.quality = QualityState(record.key)
-            quality = record.quality.apply(QualityEvent.of(event))
+            quality = record.quality.apply(quality_event)
             if quality is not None:
                 self._quality_facts(quality)
                 if applied is None and kind == "survey.responded":
                     applied = quality
         if applied is None:
-            return Outcome.duplicate if kind in CONTACT_RANK or kind in TICKET_RANK or \
-                kind == "agent.state_changed" or kind == "survey.responded" else Outcome.ignored
+            return Outcome.duplicate if kind in _COUNTED_KINDS else Outcome.ignored
         return Outcome.accepted
 
     # -- facts to aggregates ------------------------------------------------------------------------

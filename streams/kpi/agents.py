@@ -117,10 +117,18 @@ class AgentState:
     """One agent: its state changes in timeline order (the ids applied are their event ids)."""
 
     changes: list[AgentChange] = field(default_factory=list)
+    _ids: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def _seen(self, event_id: str) -> bool:
+        """Whether an event id was applied (a set beside the list, rebuilt if the list was set directly)."""
+        ids = self._ids
+        if len(ids) != len(self.changes):
+            ids = self._ids = {e.event_id for e in self.changes}
+        return event_id in ids
 
     def apply(self, change: AgentChange, clock: SiteClock) -> list[tuple[AgentFact, int]] | None:
         """Add a change; return the signed change in closed-stretch facts, or None for a repeat."""
-        if any(c.event_id == change.event_id for c in self.changes):
+        if self._seen(change.event_id):
             return None
         i = bisect_right(self.changes, change)
         before: Counter[AgentFact] = Counter()
@@ -134,6 +142,7 @@ class AgentState:
         if following is not None:
             after.update(stretch_facts(change, following.at_us, clock))
         insort(self.changes, change)
+        self._ids.add(change.event_id)
         return _signed(before, after)
 
     @property

@@ -110,21 +110,45 @@ def contact_facts(events: Iterable[ContactEvent]) -> Counter[QueueFact]:
     return facts
 
 
+def _diff(now: Counter, before: Counter) -> list[tuple[QueueFact, int]]:
+    # (now - before) then -(before - now), as Counter subtraction gives them, without building Counters.
+    delta = []
+    get = before.get
+    for fact, n in now.items():
+        d = n - get(fact, 0)
+        if d > 0:
+            delta.append((fact, d))
+    get = now.get
+    for fact, n in before.items():
+        d = n - get(fact, 0)
+        if d > 0:
+            delta.append((fact, -d))
+    return delta
+
+
 @dataclass
 class ContactState:
     """One contact: its events, the ids already applied and the facts it contributed."""
 
     events: list[ContactEvent] = field(default_factory=list)
     contributed: Counter[QueueFact] = field(default_factory=Counter)
+    _ids: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def _seen(self, event_id: str) -> bool:
+        """Whether an event id was applied (a set beside the list, rebuilt if the list was set directly)."""
+        ids = self._ids
+        if len(ids) != len(self.events):
+            ids = self._ids = {e.event_id for e in self.events}
+        return event_id in ids
 
     def apply(self, event: ContactEvent) -> list[tuple[QueueFact, int]] | None:
         """Add an event; return the signed change in facts, or None for a repeated event id."""
-        if any(e.event_id == event.event_id for e in self.events):
+        if self._seen(event.event_id):
             return None
         self.events.append(event)
+        self._ids.add(event.event_id)
         now = contact_facts(self.events)
-        delta = [(fact, n) for fact, n in (now - self.contributed).items()]
-        delta += [(fact, -n) for fact, n in (self.contributed - now).items()]
+        delta = _diff(now, self.contributed)
         self.contributed = now
         return delta
 

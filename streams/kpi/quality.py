@@ -151,8 +151,18 @@ def quality_facts(events: Iterable[QualityEvent], subject: str) -> Counter[Quali
 
 
 def _diff(now: Counter, before: Counter) -> list[tuple[NamedTuple, int]]:
-    delta = [(fact, n) for fact, n in (now - before).items()]
-    delta += [(fact, -n) for fact, n in (before - now).items()]
+    # (now - before) then -(before - now), as Counter subtraction gives them, without building Counters.
+    delta = []
+    get = before.get
+    for fact, n in now.items():
+        d = n - get(fact, 0)
+        if d > 0:
+            delta.append((fact, d))
+    get = now.get
+    for fact, n in before.items():
+        d = n - get(fact, 0)
+        if d > 0:
+            delta.append((fact, -d))
     return delta
 
 
@@ -163,12 +173,21 @@ class QualityState:
     subject: str  # the entity key: contact:<id> | ticket:<id>
     events: list[QualityEvent] = field(default_factory=list)
     contributed: Counter[QualityFact] = field(default_factory=Counter)
+    _ids: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def _seen(self, event_id: str) -> bool:
+        """Whether an event id was applied (a set beside the list, rebuilt if the list was set directly)."""
+        ids = self._ids
+        if len(ids) != len(self.events):
+            ids = self._ids = {e.event_id for e in self.events}
+        return event_id in ids
 
     def apply(self, event: QualityEvent) -> list[tuple[QualityFact, int]] | None:
         """Add an event; the signed change in facts, or None for a repeated event id."""
-        if any(e.event_id == event.event_id for e in self.events):
+        if self._seen(event.event_id):
             return None
         self.events.append(event)
+        self._ids.add(event.event_id)
         now = quality_facts(self.events, self.subject)
         delta = _diff(now, self.contributed)
         self.contributed = now

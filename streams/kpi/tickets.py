@@ -266,8 +266,18 @@ def ticket_now(events: Iterable[TicketEvent], at_us: int, rules: TicketRules = D
 
 
 def _diff(now: Counter, before: Counter) -> list[tuple[TicketFact, int]]:
-    delta = [(fact, n) for fact, n in (now - before).items()]
-    delta += [(fact, -n) for fact, n in (before - now).items()]
+    # (now - before) then -(before - now), as Counter subtraction gives them, without building Counters.
+    delta = []
+    get = before.get
+    for fact, n in now.items():
+        d = n - get(fact, 0)
+        if d > 0:
+            delta.append((fact, d))
+    get = now.get
+    for fact, n in before.items():
+        d = n - get(fact, 0)
+        if d > 0:
+            delta.append((fact, -d))
     return delta
 
 
@@ -278,14 +288,23 @@ class TicketState:
     events: list[TicketEvent] = field(default_factory=list)
     contributed: Counter[TicketFact] = field(default_factory=Counter)
     breached: Counter[TicketFact] = field(default_factory=Counter)
+    _ids: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def _seen(self, event_id: str) -> bool:
+        """Whether an event id was applied (a set beside the list, rebuilt if the list was set directly)."""
+        ids = self._ids
+        if len(ids) != len(self.events):
+            ids = self._ids = {e.event_id for e in self.events}
+        return event_id in ids
 
     def apply(self, event: TicketEvent, rules: TicketRules = DEFAULT_RULES,
               at_us: int | None = None) -> list[tuple[TicketFact, int]] | None:
         """Add an event; return the signed change in event facts (and, with `at_us`, in breach facts
         as of that evaluation time), or None for a repeated event id."""
-        if any(e.event_id == event.event_id for e in self.events):
+        if self._seen(event.event_id):
             return None
         self.events.append(event)
+        self._ids.add(event.event_id)
         now = ticket_facts(self.events, rules)
         delta = _diff(now, self.contributed)
         self.contributed = now

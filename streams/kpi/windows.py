@@ -105,7 +105,7 @@ class SiteClock:
     """Local-time intervals, days, sub-buckets and retention for one site time zone."""
 
     __slots__ = ("zone", "tz", "interval_minutes", "interval_ms", "sub_bucket_seconds", "sub_bucket_ms",
-                 "day_reset_hour")
+                 "day_reset_hour", "_last_interval")
 
     def __init__(self, zone: str = "UTC", interval_minutes: int = 15, sub_bucket_seconds: int = 10,
                  day_reset_hour: int = 0) -> None:
@@ -121,6 +121,7 @@ class SiteClock:
         self.sub_bucket_seconds = sub_bucket_seconds
         self.sub_bucket_ms = sub_bucket_seconds * MS_PER_SECOND
         self.day_reset_hour = day_reset_hour
+        self._last_interval = (0, 0)   # the last interval `interval` computed: most lookups fall in it
 
     @classmethod
     def from_settings(cls, site: SiteSettings, sub_bucket_seconds: int = 10, day_reset_hour: int = 0) -> SiteClock:
@@ -183,7 +184,11 @@ class SiteClock:
 
     def interval(self, ts_ms: int) -> tuple[int, int]:
         """``(start, end)`` of the interval containing ``ts_ms``; ``start <= ts_ms < end``."""
-        return self.interval_start(ts_ms), self.interval_end(ts_ms)
+        last = self._last_interval
+        if last[0] <= ts_ms < last[1]:   # intervals partition time: every instant of one has its bounds
+            return last
+        last = self._last_interval = (self.interval_start(ts_ms), self.interval_end(ts_ms))
+        return last
 
     def previous_interval_start(self, ts_ms: int) -> int:
         """UTC start of the interval before the one containing ``ts_ms``."""
