@@ -116,6 +116,9 @@ class Floorwatch:
             # Let the producer batch for a few ms: with no linger every changelog write became its
             # own tiny produce request.
             producer_linger=0.005,
+            # Internal messages are batches of up to 1000 events (~0.5 MB): fetch many at once, or the
+            # engine waits on fetch round trips between batches (1 MB per partition by default).
+            consumer_max_fetch_size=16 * 1024 * 1024,
             # Every value here is bytes we encode ourselves (orjson), table changelogs included.
             key_serializer="raw",
             value_serializer="raw",
