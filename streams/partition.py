@@ -154,6 +154,11 @@ class Windows:
             found.append(self._get(self.buckets, (*labels, bucket_ms)))
         return found
 
+    def prune_buckets(self, rolling_since_ms: int) -> None:
+        if self.buckets:
+            for key in [k for k in self.buckets if k[-1] < rolling_since_ms]:
+                del self.buckets[key]
+
     def prune(self, retained_since_ms: int, rolling_since_ms: int) -> None:
         for table, since in ((self.intervals, retained_since_ms), (self.days, retained_since_ms),
                              (self.buckets, rolling_since_ms)):
@@ -203,6 +208,7 @@ class PartitionState:
         self._interval = (0, 0)                                 # last interval looked up: [start, end)
         self._retention = (0, -1, 0)                            # watermark in [from, until) -> retained since
         self._pruned_at_ms: int | None = None
+        self._rolling_pruned_at_ms: int | None = None
         self.counts: Counter[str] = Counter()                  # outcome -> events, since start
         # For the snapshot publisher (streams.snapshots): windows and agents changed since it last ran.
         self.touched_windows: set[tuple[str, str, int]] = set()
@@ -412,21 +418,32 @@ class PartitionState:
         self._maybe_prune()
 
     def _maybe_prune(self) -> None:
+        """Drop what retention no longer covers: windows and finished records. Full scans only when
+        the retention bound moves (rolling sub-buckets: every sub-bucket; the rest: once a day);
+        records changed in this batch are checked every time, so a record revived by a late side
+        entry goes exactly as it would in a rebuild."""
         since = self.retained_since_ms()
-        rolling_since = self.rolling_since_ms()
         if since is None:
             return
-        self.queues.prune(since, rolling_since)
-        if self._pruned_at_ms == since:
-            return
-        self._pruned_at_ms = since
-        for table in (self.agent_time, self.tickets, self.quality):
-            table.prune(since, rolling_since)
+        rolling_since = self.rolling_since_ms()
+        if self._rolling_pruned_at_ms != rolling_since:
+            self._rolling_pruned_at_ms = rolling_since
+            self.queues.prune_buckets(rolling_since)
         since_us = since * 1000
-        for key in [k for k, r in self.records.items() if r.last_event_us < since_us and self._finished(r)]:
-            self._forget(key)
-            self.deleted.add(key)
-            self.dirty.discard(key)
+        if self._pruned_at_ms != since:
+            self._pruned_at_ms = since
+            for table in (self.queues, self.agent_time, self.tickets, self.quality):
+                table.prune(since, rolling_since)
+            candidates = list(self.records)
+        else:
+            candidates = list(self.dirty)
+        records = self.records
+        for key in candidates:
+            record = records.get(key)
+            if record is not None and record.last_event_us < since_us and self._finished(record):
+                self._forget(key)
+                self.deleted.add(key)
+                self.dirty.discard(key)
 
     def _finished(self, record: EntityRecord) -> bool:
         """Whether a record can go once its events are older than retention: an agent still logged

@@ -24,11 +24,11 @@ RATIOS = ("asa_s", "average_abandon_time_s", "aht_s", "average_talk_s", "average
           "hold_rate", "transfer_rate")
 
 
-def arrivals(seed: int, zone: str, duration_s: float):
+def arrivals(seed: int, zone: str, duration_s: float, start=None):
     """Valid simulated events in a perturbed arrival order, with repeats."""
     rng = random.Random(seed)
     events = [EVENT_ADAPTER.validate_json(m.value, context={"customer_hash_key": b"k"})
-              for m in generate(SimConfig(seed=seed, duration_s=duration_s, rate=6, timezone=zone))
+              for m in generate(SimConfig(seed=seed, duration_s=duration_s, rate=6, timezone=zone, start=start))
               if m.kind == "valid"]
     stamped = []
     for event in events:

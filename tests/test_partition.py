@@ -50,8 +50,9 @@ def snapshot(state: PartitionState) -> dict:
     def plain(table):
         return {k: v for k, v in table.items() if not v.is_empty()} if table else {}
 
-    def agent(table):
-        return {k: (dict(v.state_us), dict(v.not_ready_reason_us)) for k, v in table.items() if not v.is_empty()}
+    def agent(table):  # zero entries (a stretch added, then retracted) are no difference
+        return {k: ({s: us for s, us in v.state_us.items() if us}, {r: us for r, us in v.not_ready_reason_us.items() if us})
+                for k, v in table.items() if not v.is_empty()}
 
     return {
         "queue_intervals": plain(state.queues.intervals), "queue_days": plain(state.queues.days),
@@ -59,6 +60,7 @@ def snapshot(state: PartitionState) -> dict:
         "agent_intervals": agent(state.agent_time.intervals), "agent_days": agent(state.agent_time.days),
         "ticket_intervals": plain(state.tickets.intervals), "quality_intervals": plain(state.quality.intervals),
         "waiting": state.waiting, "handling": state.handling, "watermark": state.watermark_ms, "legs": state.legs,
+        "records": sorted(state.records),
     }
 
 
@@ -145,3 +147,47 @@ def test_chat_slots_and_repeat_fcr_through_side_entries_match_the_oracles(zone, 
             assert (getattr(c, name) if c else 0) == getattr(w, name), (queue, start, name)
     assert sum(w.repeat_reported for w in want.values()) > 20
     assert sum(w.repeat_fcr for w in want.values()) < sum(w.repeat_reported for w in want.values())
+
+
+def test_across_midnight_and_a_dst_change_with_retention(monkeypatch):
+    """30 h of a Berlin site from the evening before the spring DST change (a 23-hour day) into the
+    day after: windows stay exact on the retained days, older ones and their records are dropped
+    (and deleted from the changelog), and a rebuild still equals the live state."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    monkeypatch.delenv("FLOORWATCH_CONFIG", raising=False)
+    settings = load_settings()
+    zone = "Europe/Berlin"
+    start = datetime(2025, 3, 29, 20, 0, tzinfo=ZoneInfo(zone))
+    events = arrivals(seed=8, zone=zone, duration_s=31 * 3600, start=start)
+    changelog: dict[str, bytes] = {}
+    state = run(zone, events, changelog)
+    clock = state.config.clock
+    since = state.retained_since_ms()
+    assert since == to_ms(datetime(2025, 3, 30, 0, 0, tzinfo=ZoneInfo(zone)))
+    # the DST day is 23 hours long, and its day window is the sum of its 92 intervals
+    day = clock.day_start(since)
+    assert clock.day_end(day) - day == 23 * 3600 * 1000
+    assert len(list(clock.intervals_between(day, clock.day_end(day)))) == 92
+    # nothing before retention is kept; records from the first evening are gone, also from the changelog
+    assert all(k[-1] >= since for k in state.queues.intervals) and all(k[-1] >= since for k in state.queues.days)
+    evening = {e.entity_key for e in events if to_ms(e.occurred_at) < since - 3600_000}
+    later = {e.entity_key for e in events if to_ms(e.occurred_at) >= since - 3600_000}
+    gone = {k for k in evening - later if k.startswith("contact:")}
+    assert gone and not gone & set(state.records) and not gone & set(changelog)
+    # retained windows equal the oracle over all events (the dropped ones only touched older windows)
+    expected = oracle.queue_kpis(
+        events, timezone=zone, interval_minutes=15,
+        rules=lambda q, c: oracle.QueueRules(settings.queue(q, c).threshold_s, settings.queue(q, c).short_abandon_s))
+    kept = {(q, c, to_ms(s)): w for (q, c, s), w in expected.items() if to_ms(s) >= since}
+    actual = {k: v for k, v in state.queues.intervals.items() if not v.is_empty()}
+    assert set(actual) == set(kept)
+    for key, want in kept.items():
+        assert_same_window(actual[key], want, key, COUNTS, RATIOS)
+    for (q, c, d), got in state.queues.days.items():
+        if d == day:
+            for name in COUNTS:
+                assert getattr(got, name) == sum(getattr(w, name) for (q2, c2, s), w in kept.items()
+                                                 if (q2, c2) == (q, c) and clock.day_start(s) == day), (q, c, name)
+    assert snapshot(PartitionState.rebuild(config_for(zone), changelog.items())) == snapshot(state)
