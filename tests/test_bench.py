@@ -47,3 +47,32 @@ def test_ingest_bench_smoke(kafka_bootstrap, tmp_path):
     assert "C/A events/s" in proc.stdout and "C/B events/s" in proc.stdout
     for key in "ABC":
         assert f"\n{key}  " in proc.stdout
+
+
+@pytest.mark.timeout(180)
+def test_latency_bench_smoke(kafka_bootstrap, tmp_path):
+    """bench/latency.py end to end at a tiny rate: probes sent, all seen on /metrics, report written."""
+    out = tmp_path / "latency.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.latency", "--bootstrap", kafka_bootstrap, "--rate", "50",
+         "--duration", "4", "--warmup", "2", "--settle", "60", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, f"harness failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "latency"
+    result = report["result"]
+    latency = result["latency_ms"]
+    # every measured probe became visible (the worker applied what was sent), none lost
+    assert latency["count"] > 0 and latency["unresolved"] == 0, latency
+    for key in ("p50", "p90", "p99", "max"):
+        assert isinstance(latency[key], (int, float)) and latency[key] >= 0, (key, latency)
+    assert result["input"]["send_errors"] == 0
+    assert result["input"]["events_acked"] == result["input"]["events_sent"] > 0
+    assert result["worker"]["accepted_events"] == result["input"]["events_sent"]
+    assert isinstance(result["input"]["achieved_events_per_s"], float)
+    assert isinstance(result["worker"]["cpu_cores_busy"], float)
+    assert report["command"].startswith("python -m bench.latency ")
+    # the printed summary: the percentiles, the command that reproduces it, where the report is
+    assert "p99" in proc.stdout and f"report: {out}" in proc.stdout
+    assert "reproduce: python -m bench.latency" in proc.stdout
