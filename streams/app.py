@@ -4,7 +4,8 @@
          │            one message per (partition, batch)           │  + aggregates (streams.partition)
          └── rejected ──▶ cc.deadletter                            └── /metrics (streams.exposition)
 
-`ingest` is stateless: it validates, dead-letters what is bad, hashes personal data away and routes
+`ingest` (`streams.ingest_process`) runs in a child process of the worker by default, so that it and
+the engine each have a core (`worker.ingest_in_process` keeps it in this process). It is stateless: it validates, dead-letters what is bad, hashes personal data away and routes
 each valid event to the partition of the entity whose lifecycle it belongs to (contact, agent,
 ticket), so that all events of one entity meet on one partition. It reads and writes in batches
 with plain aiokafka clients: Faust's per-message machinery costs about 330 µs per event and stage
@@ -20,11 +21,8 @@ aggregates are rebuilt from the records when a partition is (re)assigned.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import socket
-import zlib
 from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 
@@ -36,15 +34,15 @@ from pydantic import ValidationError
 
 from models.deadletter import RejectReason
 from models.events import EVENT_ADAPTER
-from streams import kafka_io
 from streams.config import Settings
 from streams.exposition import KpiCollector
 from streams.ingest import Decoder, Rejection, dead_letter
+from streams.ingest_process import _MAX_BATCH_LINES, Ingest, IngestSupervisor, entity_partition, worker_name
 from streams.kafka_io import internal_events_topic, queue_partials_topic, side_topic
 from streams.kpi.queues import QueueRules
 from streams.kpi.windows import SiteClock
 from streams.metrics import IngestCollector, IngestStats
-from streams.partition import (Outcome, PartitionConfig, PartitionState, TooLate, decode_parts, encode_parts,
+from streams.partition import (Outcome, PartitionConfig, PartitionState, TooLate, decode_parts,
                                event_parts)
 from streams.snapshots import LatestSnapshots, QueueLevelCollector, merge, partition_partials, publish
 from models.snapshots import AgentSnapshot
@@ -55,12 +53,8 @@ log = logging.getLogger("floorwatch")
 # (`streams.partition.encode_parts`), all the engine needs, so it never validates an event again; the
 # source position and the validated event's JSON travel with it for the dead-letter record of a
 # too-late event. Lines without `parts` (written by an older ingest) are validated as before.
-_MAX_BATCH_LINES = 1000   # keeps a batch message well under the broker's 1 MB default
-
-
-def entity_partition(entity_key: str, partitions: int) -> int:
-    """The internal topic's partition of an entity: stable across processes and restarts."""
-    return zlib.crc32(entity_key.encode()) % partitions
+# `entity_partition` and `_MAX_BATCH_LINES` live in streams.ingest_process (imported above, re-exported).
+__all__ = ["Floorwatch", "apply_batch", "entity_partition", "_MAX_BATCH_LINES"]
 
 
 try:
@@ -92,7 +86,7 @@ class Floorwatch:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         s = settings
-        self.worker_name = f"{socket.gethostname()}:{s.worker.web_port}"
+        self.worker_name = worker_name(s)
         self.decoder = Decoder(settings.require_hash_key())
         self.stats = IngestStats()
         self.registry = CollectorRegistry(auto_describe=True)
@@ -151,12 +145,19 @@ class Floorwatch:
         self._side_sent: dict[tuple[str, str], object] = {}
         self._sent_partials: dict[tuple[int, str], bytes] = {}
         self.latest = LatestSnapshots(clock)
-        self.registry.register(IngestCollector(self.stats, __version__))
+        # Ingest in a child process (default) reports its tallies; they add to the engine's own.
+        self.ingest_supervisor = None if s.worker.ingest_in_process else IngestSupervisor(s)
+        self.registry.register(IngestCollector(
+            self.stats, __version__, self.ingest_supervisor.stats if self.ingest_supervisor else None))
         self.registry.register(KpiCollector(lambda: list(self.states.values()), s))
         self.registry.register(QueueLevelCollector(self._owned_latest))
         setup_prometheus_sensors(app, pattern="/metrics", registry=self.registry,
                                  name_prefix="floorwatch_faust")
-        app.task(self._ingest_loop)
+        if self.ingest_supervisor is None:
+            app.task(self._ingest_loop)
+        else:
+            # started and stopped with the app (SIGTERM and Ctrl-C included: mode stops its children)
+            app.add_dependency(self.ingest_supervisor)
         app.agent(self.events, name="engine")(self._engine)
         app.agent(self.partials, name="queues")(self._queues)
         app.agent(self.side, name="side")(self._side)
@@ -167,65 +168,8 @@ class Floorwatch:
     # -- ingest ---------------------------------------------------------------------------------
 
     async def _ingest_loop(self) -> None:
-        s = self.settings
-        consumer = kafka_io.consumer(s.kafka, *s.topics.inputs, group_id=f"{s.worker.app_id}-ingest",
-                                     max_partition_fetch_bytes=4 * 1024 * 1024)
-        producer = kafka_io.producer(s.kafka)
-        await producer.start()
-        await consumer.start()
-        log.info("ingest: reading %s", ", ".join(s.topics.inputs))
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=100, max_records=20_000)
-                if not batches:
-                    continue
-                sends = self.ingest_batch(batches, producer)
-                await asyncio.gather(*sends)
-                await consumer.commit()
-        finally:
-            await consumer.stop()
-            await producer.stop()
-
-    def ingest_batch(self, batches, producer) -> list:
-        """Validate a poll's records; return the pending sends (batched events, dead letters)."""
-        decode = self.decoder.decode
-        stats = self.stats
-        partitions = self.settings.kafka.partitions
-        by_partition: dict[int, list[bytes]] = defaultdict(list)
-        sends = []
-        for tp, records in batches.items():
-            topic = tp.topic
-            prefix = f"{topic}\t{tp.partition}\t".encode()
-            for record in records:
-                stats.received[topic] += 1
-                try:
-                    decoded = decode(record.value)
-                    if isinstance(decoded, Rejection):
-                        sends.append(self._dead_letter(producer, record, decoded))
-                        continue
-                    parts = event_parts(decoded)
-                    stats.forwarded[parts[0]] += 1
-                    line = b"%s%d\t%d\t%s\t%s" % (prefix, record.offset, record.timestamp or 0, encode_parts(parts),
-                                                   decoded.__pydantic_serializer__.to_json(decoded))
-                    by_partition[entity_partition(parts[1], partitions)].append(line)
-                except Exception as exc:  # a bad event never stops ingest
-                    log.exception("ingest: unexpected error on %s[%s]@%s", topic, tp.partition, record.offset)
-                    sends.append(self._dead_letter(producer, record, Rejection(
-                        RejectReason.internal_error, f"internal error: {type(exc).__name__}")))
-        target = self.events_topic_name
-        for partition, lines in by_partition.items():
-            for i in range(0, len(lines), _MAX_BATCH_LINES):
-                sends.append(producer.send(target, b"\n".join(lines[i:i + _MAX_BATCH_LINES]),
-                                           partition=partition))
-        return [_sent(send) for send in sends]
-
-    def _dead_letter(self, producer, record, rejection: Rejection):
-        entry = dead_letter(
-            record.value, rejection, topic=record.topic, partition=record.partition, offset=record.offset,
-            timestamp_ms=record.timestamp, key=record.key, hash_key=self.decoder.hash_key,
-            worker=self.worker_name)
-        self.stats.rejected[(rejection.reason.value, record.topic)] += 1
-        return producer.send(self.settings.topics.deadletter, entry.model_dump_json().encode(), key=record.key)
+        """`worker.ingest_in_process`: the ingest loop as a task of this worker, sharing its stats."""
+        await Ingest(self.settings, self.stats, self.decoder).run()
 
     # -- engine ---------------------------------------------------------------------------------
 
@@ -405,8 +349,3 @@ def apply_batch(state: PartitionState, value: bytes, stats: IngestStats, context
         elif isinstance(outcome, TooLate):
             late.append((fields[0], fields[1], fields[2], fields[3], fields[5], outcome))
     return late
-
-
-async def _sent(send):
-    """producer.send() returns a future once queued; wait for the broker's acknowledgement."""
-    return await (await send)

@@ -193,6 +193,8 @@ class WorkerSettings(BaseModel):
     snapshot_interval_s: Annotated[float, Field(ge=0.5, le=300)] = Field(
         default=5.0, description="How often queue snapshots and the queue-level figures are refreshed, in seconds.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Worker log level.")
+    ingest_in_process: bool = Field(
+        default=False, description="Run the ingest loop inside the worker process instead of a child process; for debugging.")
 
 
 class PrivacySettings(BaseModel):

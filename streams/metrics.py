@@ -3,12 +3,17 @@
 Incrementing a prometheus_client Counter takes a lock per call; at tens of thousands of events per
 second that cost shows. Agents bump plain dict counters instead and this collector turns them
 into metric families when Prometheus scrapes.
+
+The ingest loop normally runs in a child process (`streams.ingest_process`): it counts received,
+forwarded and rejected records there and reports its tallies to the worker, which merges them with
+the engine's own (accepted, duplicates, too-late rejections) at scrape time, so every metric keeps
+its meaning whichever process did the counting.
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
@@ -26,14 +31,42 @@ class IngestStats:
         self.duplicates: Tally[str] = Tally()      # by event_type
         self.forwarded: Tally[str] = Tally()       # valid events passed on to the engine, by event_type
 
+    def tallies(self) -> tuple[dict, dict, dict]:
+        """What the ingest loop counts (received, forwarded, rejected), as plain picklable dicts."""
+        return dict(self.received), dict(self.forwarded), dict(self.rejected)
+
+    @classmethod
+    def of_tallies(cls, tallies: tuple[dict, dict, dict]) -> IngestStats:
+        stats = cls()
+        received, forwarded, rejected = tallies
+        stats.received.update(received)
+        stats.forwarded.update(forwarded)
+        stats.rejected.update(rejected)
+        return stats
+
+    def add(self, other: IngestStats) -> None:
+        for name in self.__slots__:
+            getattr(self, name).update(getattr(other, name))
+
+
+def merged(parts: Iterable[IngestStats]) -> IngestStats:
+    total = IngestStats()
+    for part in parts:
+        total.add(part)
+    return total
+
 
 class IngestCollector(Collector):
-    def __init__(self, stats: IngestStats, version: str) -> None:
+    """`stats` and, if given, the stats `more()` returns (an ingest child's reports), summed."""
+
+    def __init__(self, stats: IngestStats, version: str,
+                 more: Callable[[], Iterable[IngestStats]] | None = None) -> None:
         self._stats = stats
         self._version = version
+        self._more = more
 
     def collect(self) -> Iterator:
-        s = self._stats
+        s = self._stats if self._more is None else merged([self._stats, *self._more()])
         info = InfoMetricFamily("floorwatch_build", "Floorwatch version running in this worker.")
         info.add_metric([], {"version": self._version})
         yield info
