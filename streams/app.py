@@ -256,7 +256,9 @@ class Floorwatch:
                                     partition=entity_partition(f"queue:{queue}", partitions),
                                     timestamp=None, headers=None)
             wm = state.watermark_ms
-            for key in state.touched_agents:
+            # Take the set first: the engine adds to it while this loop awaits the producer.
+            touched, state.touched_agents = state.touched_agents, set()
+            for key in touched:
                 agent = state.agents.get(key)
                 latest = agent.latest() if agent is not None else None
                 if latest is None:
@@ -267,7 +269,6 @@ class Floorwatch:
                 await producer.send(self.settings.topics.snapshots, key=f"agent:{latest.agent_id}".encode(),
                                     value=snap.model_dump_json().encode(), partition=None, timestamp=None,
                                     headers=None)
-            state.touched_agents.clear()
 
     async def _queues(self, stream: faust.StreamT) -> None:
         table = self.queue_records
