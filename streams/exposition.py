@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from streams.kpi.agents import AgentFact, AgentWindow, agents_now
+from streams.kpi.agents import AgentWindow
 from streams.kpi.queues import QueueCounters
 from streams.kpi.quality import QualityCounters
 from streams.kpi.tickets import TicketCounters
@@ -301,45 +301,24 @@ class KpiCollector(Collector):
             families["floorwatch_queue_service_level_threshold_seconds"].add_metric([queue, channel], rules.threshold_s)
 
     def _agents(self, windows: dict, states, now_ms: int, by_interval, today: int, families) -> None:
+        """Agent time (closed stretches from the windows, running ones from `OpenAgents` buckets) and
+        agents now: O(scopes) per partition, whatever the number of agents."""
         now_us = now_ms * 1000
         clock = states[0].config.clock
-        day_of: dict[int, int] = {}   # interval start -> its day's start (day_start is costly)
-        # Fast path for the usual agent, whose running stretch began in the current interval: one
-        # piece, the same facts as `open_facts` (AgentWindow.add only reads state and reason).
-        current = clock.interval_start(now_ms)
-        current_us = current * 1000
-        current_name = by_interval.get(current)
-        current_today = clock.day_start(current) == today
-        for state in states:   # the running stretch of every agent, up to the watermark
-            for agent in state.agents.values():
-                changes = agent.changes
-                if changes and changes[-1].at_us >= current_us:
-                    last = changes[-1]
-                    us = now_us - last.at_us
-                    if us > 0:
-                        fact = AgentFact("", "", current, last.state,
-                                         last.reason if last.state == "not_ready" else None)
-                        for scope in last.scopes():
-                            if scope[0] in AGENT_SCOPES:
-                                if current_name is not None:
-                                    windows[(*scope, current_name)].add(fact, us)
-                                if current_today:
-                                    windows[(*scope, "today")].add(fact, us)
-                    continue
-                for fact, us in agent.open_facts(now_us, clock).items():
-                    if fact.scope_kind not in AGENT_SCOPES:
-                        continue
-                    name = by_interval.get(fact.interval_ms)
-                    scope = (fact.scope_kind, fact.scope_name)
-                    if name is not None:
-                        windows[(*scope, name)].add(fact, us)
-                    day = day_of.get(fact.interval_ms)
-                    if day is None:
-                        day = day_of[fact.interval_ms] = clock.day_start(fact.interval_ms)
-                    if day == today:
-                        windows[(*scope, "today")].add(fact, us)
+        spans = [(name, start, clock.interval_end(start)) for start, name in by_interval.items()]
+        spans.append(("today", today, clock.day_end(today)))
+        for state in states:
+            running = state.open_agents
+            for group in running.starts:
+                kind, name, state_name = group
+                for window, start, end in spans:
+                    us = running.running_us(group, start, end, now_us)
+                    if us:
+                        windows[(kind, name, window)].state_us[state_name] += us
         time_family = families["floorwatch_agent_window_state_seconds"]
         for (kind, name, window), w in sorted(windows.items()):
+            if w.is_empty():
+                continue
             for state_name in ("available", "not_ready", "on_contact", "acw", "offline"):
                 time_family.add_metric([kind, name, window, state_name], w.state_us.get(state_name, 0) / 1e6)
         now: dict = defaultdict(lambda: [defaultdict(int), defaultdict(int), 0, 0])
@@ -350,14 +329,15 @@ class KpiCollector(Collector):
                     for kind, name in state.agents[agent_key].latest(now_us).scopes():
                         if kind in AGENT_SCOPES:
                             now[(kind, name)][3] += occupied
-            for (kind, name), counts in agents_now(state.agents.values(), now_us).items():
-                if kind not in AGENT_SCOPES:
+            for (kind, name), counts in state.open_agents.now.items():
+                if counts.online <= 0:
                     continue
                 row = now[(kind, name)]
                 for state_name in ("available", "not_ready", "on_contact", "acw"):
                     row[0][state_name] += getattr(counts, state_name)
                 for reason, n in counts.not_ready_by_reason.items():
-                    row[1][reason or "none"] += n
+                    if n:
+                        row[1][reason or "none"] += n
                 row[2] += counts.chat_capacity
         for (kind, name), (by_state, by_reason, capacity, occupied) in sorted(now.items()):
             for state_name in ("available", "not_ready", "on_contact", "acw"):

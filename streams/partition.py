@@ -28,7 +28,7 @@ from enum import Enum
 
 import orjson
 
-from streams.kpi.agents import AgentChange, AgentFact, AgentState, AgentWindow
+from streams.kpi.agents import AgentChange, AgentFact, AgentState, AgentWindow, OpenAgents
 from streams.kpi.contacts import RANK as CONTACT_RANK
 from streams.kpi.contacts import ContactEvent, ContactState, QueueFact, chat_slots, in_progress, open_segments
 from streams.kpi.quality import (DEFAULT_REPEAT_WINDOW_US, CustomerState, QualityCounters, QualityEvent,
@@ -202,6 +202,7 @@ class PartitionState:
         self.waiting: dict[str, list[tuple[str, str, int]]] = {}  # contact key -> open segments
         self.handling: dict[str, tuple[str, str, int]] = {}     # contact key -> (queue, channel, answered µs)
         self.agents: dict[str, AgentState] = {}
+        self.open_agents = OpenAgents(self.config.clock, AGENT_SCOPES)   # agents now, running stretches
         self.open_tickets: dict[str, TicketState] = {}
         self._ticket_timers: list[tuple[int, str]] = []
         self._day_starts: dict[int, int] = {}                   # interval start -> day start (cache)
@@ -303,6 +304,7 @@ class PartitionState:
             if applied is not None:
                 self.touched_agents.add(record.key)
                 self._agent_facts(applied)
+                self.open_agents.set(record.key, record.agent.changes[-1], record.agent.chat_capacity())
         elif ticket is not None:
             if record.ticket is None:
                 record.ticket = self.open_tickets[record.key] = TicketState()
@@ -457,6 +459,8 @@ class PartitionState:
         return True
 
     def _forget(self, key: str) -> None:
+        if key in self.agents:
+            self.open_agents.set(key, None)
         self.records.pop(key, None)
         self.handling.pop(key, None)
         self.touched_agents.discard(key)
@@ -580,6 +584,8 @@ class PartitionState:
                 if record.agent is None:
                     record.agent = state.agents[key] = AgentState()
                 state._agent_facts(record.agent.apply(change, config.clock) or ())
+            if record.agent is not None:
+                state.open_agents.set(key, record.agent.changes[-1], record.agent.chat_capacity())
             for event in parts["t"]:
                 if record.ticket is None:
                     record.ticket = state.open_tickets[key] = TicketState()

@@ -61,6 +61,8 @@ def snapshot(state: PartitionState) -> dict:
         "ticket_intervals": plain(state.tickets.intervals), "quality_intervals": plain(state.quality.intervals),
         "waiting": state.waiting, "handling": state.handling, "watermark": state.watermark_ms, "legs": state.legs,
         "records": sorted(state.records),
+        "open_agents": {k: {i: tuple(b) for i, b in v.items() if b[0]} for k, v in state.open_agents.starts.items()
+                        if any(b[0] for b in v.values())},
     }
 
 
@@ -191,3 +193,41 @@ def test_across_midnight_and_a_dst_change_with_retention(monkeypatch):
                 assert getattr(got, name) == sum(getattr(w, name) for (q2, c2, s), w in kept.items()
                                                  if (q2, c2) == (q, c) and clock.day_start(s) == day), (q, c, name)
     assert snapshot(PartitionState.rebuild(config_for(zone), changelog.items())) == snapshot(state)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin"])
+def test_open_agents_ledger_equals_every_agents_running_stretch_and_agents_now(zone, monkeypatch):
+    """The scrape reads agents from `OpenAgents` buckets; they must equal the per-agent computation."""
+    from collections import defaultdict
+
+    from streams.kpi.agents import agents_now
+    from streams.partition import AGENT_SCOPES
+
+    monkeypatch.delenv("FLOORWATCH_CONFIG", raising=False)
+    state = run(zone, feed(zone))
+    clock = state.config.clock
+    later_us = (state.watermark_ms + 40 * 60_000) * 1000   # also 40 min after the last event
+    for now_us in (state.watermark_ms * 1000, later_us):
+        now_ms = now_us // 1000
+        windows = [(clock.interval_start(now_ms), clock.interval_end(now_ms)),
+                   (clock.previous_interval_start(now_ms), clock.interval_start(now_ms)),
+                   (clock.day_start(now_ms), clock.day_end(now_ms))]
+        expected: dict = defaultdict(int)
+        for agent in state.agents.values():
+            for fact, us in agent.open_facts(now_us, clock).items():
+                if fact.scope_kind in AGENT_SCOPES:
+                    for start, end in windows:
+                        if start <= fact.interval_ms < end:
+                            expected[(fact.scope_kind, fact.scope_name, fact.state, start)] += us
+        got = {(*group, start): us for group in state.open_agents.starts for start, end in windows
+               if (us := state.open_agents.running_us(group, start, end, now_us))}
+        assert got == {k: v for k, v in expected.items() if v} and got
+    want_now = {scope: now for scope, now in agents_now(state.agents.values(), state.watermark_ms * 1000).items()
+                if scope[0] in AGENT_SCOPES}
+    got_now = {scope: now for scope, now in state.open_agents.now.items() if now.online > 0}
+    assert set(got_now) == set(want_now)
+    for scope, want in want_now.items():
+        got = got_now[scope]
+        assert (got.online, got.available, got.on_contact, got.acw, got.not_ready, got.chat_capacity) == \
+            (want.online, want.available, want.on_contact, want.acw, want.not_ready, want.chat_capacity), scope
+        assert {r: n for r, n in got.not_ready_by_reason.items() if n} == dict(want.not_ready_by_reason), scope

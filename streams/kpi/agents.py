@@ -275,3 +275,61 @@ def agents_now(agents: Iterable[AgentState], at_us: int) -> dict[tuple[str, str]
                 now.not_ready_by_reason[change.reason] += 1
             now.chat_capacity += capacity
     return dict(result)
+
+
+class OpenAgents:
+    """Each agent's latest change, kept incrementally so that a scrape costs O(scopes), not O(agents).
+
+    `now` holds, per scope, the agents by state, not-ready reason and chat capacity (offline agents
+    appear nowhere), as `agents_now` computes them at an evaluation time at or after every change.
+    `starts` holds, per (scope, state), the start times of the running (open) stretches bucketed by
+    the interval they start in: the running stretches' time inside an interval-aligned window is then
+    a sum over buckets (`running_us`), equal to adding every agent's `open_facts`.
+    """
+
+    def __init__(self, clock: SiteClock, scope_kinds: frozenset[str]) -> None:
+        self.clock = clock
+        self.scope_kinds = scope_kinds
+        self.latest: dict[str, tuple[AgentChange, int]] = {}
+        self.now: dict[tuple[str, str], AgentsNowCounts] = defaultdict(AgentsNowCounts)
+        self.starts: dict[tuple[str, str, str], dict[int, list[int]]] = defaultdict(dict)
+
+    def set(self, key: str, change: AgentChange | None, chat_capacity: int = 0) -> None:
+        """The agent's latest change is now `change` (None: forget the agent)."""
+        old = self.latest.pop(key, None)
+        if old is not None:
+            self._count(*old, -1)
+        if change is not None:
+            self.latest[key] = (change, chat_capacity)
+            self._count(change, chat_capacity, 1)
+
+    def _count(self, change: AgentChange, capacity: int, sign: int) -> None:
+        scopes = [s for s in change.scopes() if s[0] in self.scope_kinds]
+        interval = self.clock.interval_start(change.at_us // 1000)
+        for scope in scopes:
+            bucket = self.starts[(*scope, change.state)].setdefault(interval, [0, 0])
+            bucket[0] += sign
+            bucket[1] += sign * change.at_us
+            if change.state == "offline":
+                continue
+            now = self.now[scope]
+            now.online += sign
+            setattr(now, change.state, getattr(now, change.state) + sign)
+            if change.state == "not_ready":
+                now.not_ready_by_reason[change.reason] += sign
+            now.chat_capacity += sign * capacity
+
+    def running_us(self, group: tuple[str, str, str], start_ms: int, end_ms: int, now_us: int) -> int:
+        """Microseconds the running stretches of (scope kind, scope name, state) spend in the
+        interval-aligned window [start_ms, end_ms), evaluated at `now_us` (>= every start)."""
+        end_us = min(end_ms * 1000, now_us)
+        start_us = start_ms * 1000
+        total = 0
+        for interval, (count, sum_us) in self.starts.get(group, {}).items():
+            if count == 0 or interval >= end_ms:
+                continue
+            if interval < start_ms:
+                total += count * (end_us - start_us)
+            else:
+                total += count * end_us - sum_us
+        return max(total, 0)
