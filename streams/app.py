@@ -113,6 +113,8 @@ class Floorwatch:
             # Internal messages are batches of up to 1000 events (~0.5 MB): fetch many at once, or the
             # engine waits on fetch round trips between batches (1 MB per partition by default).
             consumer_max_fetch_size=16 * 1024 * 1024,
+            # Faust's default (60 s) keeps a crashed worker's partitions idle for a minute.
+            broker_session_timeout=s.worker.session_timeout_s,
             # Every value here is bytes we encode ourselves (orjson), table changelogs included.
             key_serializer="raw",
             value_serializer="raw",

@@ -71,7 +71,8 @@ class Ingest:
     async def run(self) -> None:
         s = self.settings
         consumer = kafka_io.consumer(s.kafka, *s.topics.inputs, group_id=f"{s.worker.app_id}-ingest",
-                                     max_partition_fetch_bytes=4 * 1024 * 1024)
+                                     max_partition_fetch_bytes=4 * 1024 * 1024,
+                                     session_timeout_ms=int(s.worker.session_timeout_s * 1000))
         producer = kafka_io.producer(s.kafka)
         await producer.start()
         try:
