@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
+from operator import attrgetter
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -153,6 +154,11 @@ QUEUE_LEVEL_METRICS = ("floorwatch_queue_window_service_level_ratio", "floorwatc
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
+def _values_of(cls) -> Callable:
+    """A fast getter of all fields of a flat dataclass, as a tuple (in field order)."""
+    return attrgetter(*(f.name for f in fields(cls)))
+
+
 def _add(total, part) -> None:
     """total += part, field by field (counters of the pure modules are flat dataclasses of ints)."""
     names = _FIELD_NAMES.get(type(part))
@@ -213,23 +219,32 @@ class KpiCollector(Collector):
         for name, buckets in rolling.items():
             starts.add_metric([name], buckets.start / 1000)
 
-        def windowed(windows, factory, add=_add, with_rolling=False) -> dict:
-            result: dict = defaultdict(factory)
+        def windowed(windows, factory, add=None, with_rolling=False) -> dict:
+            """Counters per (labels..., window name), summed over partitions (and sub-buckets)."""
+            parts: dict = defaultdict(list)
             for state in states:
                 w = getattr(state, windows)
                 for key, counters in w.intervals.items():
                     name = by_interval.get(key[-1])
                     if name is not None:
-                        add(result[(*key[:-1], name)], counters)
+                        parts[(*key[:-1], name)].append(counters)
                 for key, counters in w.days.items():
                     if key[-1] == today:
-                        add(result[(*key[:-1], "today")], counters)
+                        parts[(*key[:-1], "today")].append(counters)
                 if with_rolling:
                     for key, counters in w.buckets.items():
                         for name, buckets in rolling.items():
                             if key[-1] in buckets:
-                                add(result[(*key[:-1], name)], counters)
-            return result
+                                parts[(*key[:-1], name)].append(counters)
+            if add is not None:   # counters that are not flat dataclasses
+                result: dict = defaultdict(factory)
+                for key, rows in parts.items():
+                    for counters in rows:
+                        add(result[key], counters)
+                return result
+            values = _values_of(factory)   # flat dataclasses of ints: sum the columns in C
+            return defaultdict(factory, {key: factory(*map(sum, zip(*map(values, rows))))
+                                         for key, rows in parts.items()})
 
         self._queues(windowed("queues", QueueCounters, with_rolling=True), states, now_ms, families)
         agent_windows = windowed("agent_time", AgentWindow, add=_add_agent)

@@ -253,7 +253,10 @@ def age_bucket(age_us: int) -> str:
 
 def ticket_now(events: Iterable[TicketEvent], at_us: int, rules: TicketRules = DEFAULT_RULES) -> TicketNow | None:
     """The ticket's backlog/at-risk contribution at `at_us`; None unless created and unsolved then."""
-    walk = _walk(events, rules, at_us)
+    return _now_of(_walk(events, rules, at_us), at_us, rules)
+
+
+def _now_of(walk: _Walk | None, at_us: int, rules: TicketRules) -> TicketNow | None:
     if walk is None or walk.status not in UNSOLVED:
         return None
     fr_target, res_target = rules.targets[walk.priority]
@@ -289,6 +292,9 @@ class TicketState:
     contributed: Counter[TicketFact] = field(default_factory=Counter)
     breached: Counter[TicketFact] = field(default_factory=Counter)
     _ids: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+    # The walk over all events, for evaluation times after the last event (every scrape): it only
+    # changes when an event is added. Keyed by (number of events, rules).
+    _walk_cache: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def _seen(self, event_id: str) -> bool:
         """Whether an event id was applied (a set beside the list, rebuilt if the list was set directly)."""
@@ -331,7 +337,12 @@ class TicketState:
         return min(pending, default=None)
 
     def now(self, at_us: int, rules: TicketRules = DEFAULT_RULES) -> TicketNow | None:
-        return ticket_now(self.events, at_us, rules)
+        if not self.events or at_us < self.last_event_us:
+            return ticket_now(self.events, at_us, rules)
+        cached = self._walk_cache
+        if cached is None or cached[0] != len(self.events) or cached[1] is not rules:
+            cached = self._walk_cache = (len(self.events), rules, _walk(self.events, rules))
+        return _now_of(cached[2], at_us, rules)
 
     @property
     def last_event_us(self) -> int:
