@@ -76,3 +76,47 @@ def test_latency_bench_smoke(kafka_bootstrap, tmp_path):
     # the printed summary: the percentiles, the command that reproduces it, where the report is
     assert "p99" in proc.stdout and f"report: {out}" in proc.stdout
     assert "reproduce: python -m bench.latency" in proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_memory_bench_smoke(tmp_path):
+    """bench/memory.py at a tiny scale (no Kafka needed): it runs, reports every field after each simulated
+    day, and its state holds the configured queues and agents. Figures are reported, never asserted."""
+    out = tmp_path / "memory.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--scale", "0.005", "--days", "1.05", "--tracemalloc",
+         "--sample", "200", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "memory"
+    config, generator = report["config"], report["generator"]
+    assert (config["queues"], config["agents"], config["partitions"]) == (10, 50, 4)
+    assert (generator["queues"], generator["agents"]) == (config["queues"], config["agents"])
+    assert set(generator["queues_by_channel"]) == {"voice", "chat", "email"}
+    assert report["feed"]["events"] == generator["events"] > 0
+    rows = report["checkpoints"]
+    assert [row["label"] for row in rows] == ["end of day 1", "end (1.05 d)"]
+    for row in rows:
+        assert row["queues_seen"] == config["queues"], row["label"]
+        assert row["agents_seen"] == config["agents"] == row["records"]["agent"], row["label"]
+        assert set(row["outcomes"]) == {"accepted"}, row["outcomes"]
+        assert row["records"]["contact"] > 0 and row["records"]["ticket"] > 0
+        for key in ("rss_bytes", "rss_state_bytes", "traced_state_bytes", "traced_peak_bytes", "gc_tracked_objects",
+                    "full_gc_s", "records_total", "window_entries_total"):
+            assert isinstance(row[key], (int, float)), key
+        assert set(row["window_entries"]) == {"queues", "agent_time", "tickets", "quality"}
+        assert set(row["window_entries"]["queues"]) == {"intervals", "days", "buckets"}
+        assert row["encoded"]["bytes"] == sum(row["encoded"]["by_kind"].values()) > 0
+        assert row["estimate"]["total_bytes"] > 0 and "records.contact" in row["estimate"]["by_structure"]
+        assert row["scrape"]["series"] > 0 and row["scrape"]["bytes"] > 0
+        assert isinstance(row["scrape"]["seconds_median"], float)
+    rebuild = rows[0]["rebuild"]   # the short tail after midnight is measured without a rebuild
+    assert rebuild["partition"] == 0 and rebuild["records"] > 0 and isinstance(rebuild["seconds"], float)
+    assert isinstance(rebuild["traced_bytes"], int) and rebuild["breakdown_bytes"]
+    assert set(rebuild["equal_to_live"]) >= {"queues.intervals", "agent_time.intervals", "records"}
+    assert set(report["untraced"]) == {"scrape", "rebuild"}
+    # the printed table, the command that reproduces it, where the report is
+    assert "end of day 1" in proc.stdout and "where the memory is" in proc.stdout
+    assert "reproduce: python -m bench.memory" in proc.stdout and f"report: {out}" in proc.stdout
