@@ -191,9 +191,10 @@ class WorkerSettings(BaseModel):
     web_port: Annotated[int, Field(ge=1, le=65535)] = Field(default=6066, description="Port of /metrics.")
     data_dir: Path = Field(default=Path(".floorwatch/worker"), description="Local state of the worker (table stores).")
     session_timeout_s: Annotated[float, Field(ge=6, le=300)] = Field(
-        default=15.0,
+        default=30.0,
         description="Kafka consumer-group session timeout: how long a crashed worker's partitions stay "
-                    "assigned to it before the others take them over.")
+                    "assigned to it before the others take them over. Must exceed the worker's longest "
+                    "pause (a full garbage collection of a large state: see bench/README.md, memory).")
     snapshot_interval_s: Annotated[float, Field(ge=0.5, le=300)] = Field(
         default=5.0, description="How often queue snapshots and the queue-level figures are refreshed, in seconds.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Worker log level.")

@@ -93,6 +93,7 @@ def site_settings(kafka_bootstrap, tmp_path, **env):
         f'[queues.{queue}]\nchannel = "{channel}"\nsl_formula = "{formula}"\n'
         for queue, (channel, formula) in FORMULAS.items()))
     env.setdefault("FLOORWATCH_WORKER__SNAPSHOT_INTERVAL_S", "1")
+    env.setdefault("FLOORWATCH_WORKER__SESSION_TIMEOUT_S", "10")   # small test state: short GC pauses
     return settings_for(kafka_bootstrap, FLOORWATCH_CONFIG=str(config), **env)
 
 
