@@ -94,7 +94,7 @@ def main() -> None:
         profiler.enable()
     for partition, value in batches:   # as Floorwatch._engine
         state = states.get(partition) or states.setdefault(partition, PartitionState(config))
-        late += len(apply_batch(state, value, stats, context))
+        late += sum(r.reason.value == "too_late" for _, _, r in apply_batch(state, value, stats, context))
         state.advance()
         changed, deleted = state.take_dirty()
         table.update(changed)

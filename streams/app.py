@@ -31,7 +31,6 @@ import faust
 import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
 
 from models.deadletter import RejectReason
 from models.events import EVENT_ADAPTER
@@ -176,19 +175,21 @@ class Floorwatch:
 
     # -- engine ---------------------------------------------------------------------------------
 
+    def _state_of(self, partition: int) -> PartitionState:
+        state = self.states.get(partition)
+        if state is None:  # not restored yet (cannot happen after on_recover; be safe)
+            state = self.states[partition] = PartitionState(self.partition_config)
+        return state
+
     async def _engine(self, stream: faust.StreamT) -> None:
         context = {"customer_hash_key": self.decoder.hash_key}
         async for event in stream.events():
             message = event.message
-            partition = message.partition
-            state = self.states.get(partition)
-            if state is None:  # not restored yet (cannot happen after on_recover; be safe)
-                state = self.states[partition] = PartitionState(self.partition_config)
-            late = apply_batch(state, message.value, self.stats, context,
-                               where=(message.topic, partition, message.offset))
-            for topic, source_partition, offset, timestamp, payload, outcome in late:
-                await self._too_late(topic.decode(), int(source_partition), int(offset), int(timestamp),
-                                     payload, outcome)
+            state = self._state_of(message.partition)
+            rejected = apply_batch(state, message.value, self.stats, context,
+                                   where=(message.topic, message.partition, message.offset))
+            for position, payload, rejection in rejected:
+                await self._dead_letter_line(position, payload, rejection)
             state.advance()
             self._write(state)
             await self._send_side(state.take_side())
@@ -217,9 +218,7 @@ class Floorwatch:
     async def _side(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
             partition = event.message.partition
-            state = self.states.get(partition)
-            if state is None:
-                state = self.states[partition] = PartitionState(self.partition_config)
+            state = self._state_of(partition)
             try:
                 for target, subject, payload in orjson.loads(event.message.value):
                     state.apply_side(target, subject, payload)
@@ -228,15 +227,14 @@ class Floorwatch:
             state.advance()
             self._write(state)
 
-    async def _too_late(self, topic: str, partition: int, offset: int, timestamp_ms: int, payload: bytes,
-                        late: TooLate) -> None:
-        rejection = Rejection(RejectReason.too_late, (
-            f"event time {late.event_us // 1000} ms is before the retained windows "
-            f"(since {late.retained_since_us // 1000} ms)"), "occurred_at")
+    async def _dead_letter_line(self, position: tuple[str, int, int, int | None], payload: bytes,
+                                rejection: Rejection) -> None:
+        """An event the engine could not apply (too late, or a failure) to the dead-letter topic."""
+        topic, partition, offset, timestamp_ms = position
         entry = dead_letter(payload, rejection, topic=topic, partition=partition, offset=offset,
-                            timestamp_ms=timestamp_ms or None, key=None, hash_key=self.decoder.hash_key,
+                            timestamp_ms=timestamp_ms, key=None, hash_key=self.decoder.hash_key,
                             worker=self.worker_name)
-        self.stats.rejected[(RejectReason.too_late.value, topic)] += 1
+        self.stats.rejected[(rejection.reason.value, topic)] += 1
         await self.app.producer.send(self.settings.topics.deadletter, key=None,
                                      value=entry.model_dump_json().encode(), partition=None,
                                      timestamp=None, headers=None)
@@ -331,28 +329,43 @@ class Floorwatch:
 
 
 def apply_batch(state: PartitionState, value: bytes, stats: IngestStats, context: dict,
-                where: tuple = ()) -> list[tuple]:
-    """Apply one internal batch message to its partition's state and count the outcomes; return the
-    too-late events as (topic, partition, offset, timestamp_ms, event JSON, TooLate), in bytes as read."""
+                where: tuple[str, int, int] = ("?", -1, -1)) -> list[tuple[tuple, bytes, Rejection]]:
+    """Apply one internal batch message to its partition's state and count the outcomes. Return the
+    lines that go to the dead-letter topic instead, as ((source topic, partition, offset,
+    timestamp ms), event bytes, Rejection): events older than retention (`too_late`), and any line
+    that fails (`internal_error`: a bad line never stops the engine; `where`, the internal message's
+    position, stands in when the line's own source position cannot be read)."""
     accepted, duplicates = stats.accepted, stats.duplicates
     apply_parts = state.apply_parts
-    late = []
+    rejected = []
     for line in value.split(b"\n"):
+        fields = line.split(b"\t", 5)
         try:
-            fields = line.split(b"\t", 5)
             if len(fields) == 6:
                 parts = decode_parts(fields[4])
             else:  # a line of an older ingest: no compact parts
                 fields.insert(4, None)
                 parts = event_parts(EVENT_ADAPTER.validate_json(fields[5], context=context))
             outcome = apply_parts(*parts)
-        except (ValueError, TypeError, ValidationError):  # only our own ingest writes here; never expected
-            log.exception("engine: undecodable internal line in %s[%s]@%s", *(where or ("?", "?", "?")))
+        except Exception as exc:  # only our own ingest writes here: a bug, never bad input
+            log.exception("engine: cannot apply an internal line in %s[%s]@%s", *where)
+            rejected.append((_source_position(fields, where), fields[5] if len(fields) >= 6 else line,
+                             Rejection(RejectReason.internal_error, f"internal error: {type(exc).__name__}")))
             continue
         if outcome is Outcome.accepted:
             accepted[parts[0]] += 1
         elif outcome is Outcome.duplicate:
             duplicates[parts[0]] += 1
         elif isinstance(outcome, TooLate):
-            late.append((fields[0], fields[1], fields[2], fields[3], fields[5], outcome))
-    return late
+            rejected.append((_source_position(fields, where), fields[5], Rejection(RejectReason.too_late, (
+                f"event time {outcome.event_us // 1000} ms is before the retained windows "
+                f"(since {outcome.retained_since_us // 1000} ms)"), "occurred_at")))
+    return rejected
+
+
+def _source_position(fields: list, where: tuple[str, int, int]) -> tuple[str, int, int, int | None]:
+    """(topic, partition, offset, timestamp ms or None) of a line's source record."""
+    try:
+        return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[3]) or None
+    except (IndexError, TypeError, ValueError, UnicodeDecodeError):
+        return (*where, None)
