@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from streams.kpi.facts import signed_diff
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -110,22 +112,6 @@ def contact_facts(events: Iterable[ContactEvent]) -> Counter[QueueFact]:
     return facts
 
 
-def _diff(now: Counter, before: Counter) -> list[tuple[QueueFact, int]]:
-    # (now - before) then -(before - now), as Counter subtraction gives them, without building Counters.
-    delta = []
-    get = before.get
-    for fact, n in now.items():
-        d = n - get(fact, 0)
-        if d > 0:
-            delta.append((fact, d))
-    get = now.get
-    for fact, n in before.items():
-        d = n - get(fact, 0)
-        if d > 0:
-            delta.append((fact, -d))
-    return delta
-
-
 @dataclass
 class ContactState:
     """One contact: its events, the ids already applied and the facts it contributed."""
@@ -148,7 +134,7 @@ class ContactState:
         self.events.append(event)
         self._ids.add(event.event_id)
         now = contact_facts(self.events)
-        delta = _diff(now, self.contributed)
+        delta = signed_diff(now, self.contributed)
         self.contributed = now
         return delta
 

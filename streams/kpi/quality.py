@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
+from streams.kpi.facts import signed_diff
 from streams.kpi.tickets import to_us
 from streams.kpi.windows import SiteClock
 
@@ -150,22 +151,6 @@ def quality_facts(events: Iterable[QualityEvent], subject: str) -> Counter[Quali
     return facts
 
 
-def _diff(now: Counter, before: Counter) -> list[tuple[NamedTuple, int]]:
-    # (now - before) then -(before - now), as Counter subtraction gives them, without building Counters.
-    delta = []
-    get = before.get
-    for fact, n in now.items():
-        d = n - get(fact, 0)
-        if d > 0:
-            delta.append((fact, d))
-    get = now.get
-    for fact, n in before.items():
-        d = n - get(fact, 0)
-        if d > 0:
-            delta.append((fact, -d))
-    return delta
-
-
 @dataclass
 class QualityState:
     """One contact or ticket with its surveys: events (ids applied) and the facts contributed."""
@@ -189,7 +174,7 @@ class QualityState:
         self.events.append(event)
         self._ids.add(event.event_id)
         now = quality_facts(self.events, self.subject)
-        delta = _diff(now, self.contributed)
+        delta = signed_diff(now, self.contributed)
         self.contributed = now
         return delta
 
@@ -251,7 +236,7 @@ class CustomerState:
         starts = [s for s, n in self.starts.items() for _ in range(n) if n > 0]
         handled = [h for h, n in self.handled.items() for _ in range(n) if n > 0]
         now = repeat_facts(starts, handled, at_us, self.window_us)
-        delta = _diff(now, self.contributed)
+        delta = signed_diff(now, self.contributed)
         self.contributed = now
         return delta
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from streams.kpi.facts import signed_diff
 from streams.kpi.windows import SiteClock
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -268,22 +269,6 @@ def _now_of(walk: _Walk | None, at_us: int, rules: TicketRules) -> TicketNow | N
     return TicketNow(walk.queue, walk.priority, age_bucket(at_us - walk.created_us), fr_risk, res_risk)
 
 
-def _diff(now: Counter, before: Counter) -> list[tuple[TicketFact, int]]:
-    # (now - before) then -(before - now), as Counter subtraction gives them, without building Counters.
-    delta = []
-    get = before.get
-    for fact, n in now.items():
-        d = n - get(fact, 0)
-        if d > 0:
-            delta.append((fact, d))
-    get = now.get
-    for fact, n in before.items():
-        d = n - get(fact, 0)
-        if d > 0:
-            delta.append((fact, -d))
-    return delta
-
-
 @dataclass
 class TicketState:
     """One ticket: its events (ids applied) and the event and breach facts it contributed."""
@@ -312,7 +297,7 @@ class TicketState:
         self.events.append(event)
         self._ids.add(event.event_id)
         now = ticket_facts(self.events, rules)
-        delta = _diff(now, self.contributed)
+        delta = signed_diff(now, self.contributed)
         self.contributed = now
         if at_us is not None:
             delta += self.evaluate(at_us, rules)
@@ -322,7 +307,7 @@ class TicketState:
         """The signed change in breach facts as known at `at_us` (call on timers, after late events).
         Evaluation times are expected not to go back; a smaller one retracts breaches not yet due."""
         now = breach_facts(self.events, at_us, rules)
-        delta = _diff(now, self.breached)
+        delta = signed_diff(now, self.breached)
         self.breached = now
         return delta
 
