@@ -151,21 +151,9 @@ QUEUE_LEVEL_METRICS = ("floorwatch_queue_window_service_level_ratio", "floorwatc
                        "floorwatch_queue_required_agents", "floorwatch_queue_staffing_gap_agents")
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
 def _values_of(cls) -> Callable:
     """A fast getter of all fields of a flat dataclass, as a tuple (in field order)."""
     return attrgetter(*(f.name for f in fields(cls)))
-
-
-def _add(total, part) -> None:
-    """total += part, field by field (counters of the pure modules are flat dataclasses of ints)."""
-    names = _FIELD_NAMES.get(type(part))
-    if names is None:
-        names = _FIELD_NAMES[type(part)] = tuple(f.name for f in fields(part))
-    for name in names:
-        setattr(total, name, getattr(total, name) + getattr(part, name))
 
 
 def _add_agent(total: AgentWindow, part: AgentWindow) -> None:
