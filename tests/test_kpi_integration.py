@@ -29,7 +29,7 @@ from models.events import EVENT_ADAPTER
 from streams.app import entity_partition
 from streams.simulator import SimConfig, SimMessage, generate
 from tests import oracle, oracle_agents, oracle_quality, oracle_tickets
-from tests.conftest import TEST_HASH_KEY, run, settings_for
+from tests.conftest import TEST_HASH_KEY, run, settings_for, total
 from tests.oracle_compare import assert_same_ratio
 from tests.test_ingest_integration import produce
 
@@ -362,6 +362,10 @@ def wait_until_oracle_matches(workers, settings, timeout: float = 240.0) -> dict
                 return check_all(samples, settings)
             except AssertionError as error:
                 last_error = error
+        else:
+            last_error = AssertionError(f"not caught up: watermarks {marks} (want {at.timestamp()}), "
+                                        f"{owned} of {PARTITIONS} partitions owned, accepted "
+                                        f"{total(samples, 'floorwatch_ingest_accepted_events_total')}")
         time.sleep(1.0)
     logs = "\n\n".join(w.log_tail(15) for w in workers)
     raise AssertionError(f"metrics never matched the oracle: {last_error}\n{logs}")
