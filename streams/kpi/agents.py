@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from streams.kpi.facts import applied_ids
 from streams.kpi.windows import SiteClock
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -120,10 +121,8 @@ class AgentState:
     _ids: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     def _seen(self, event_id: str) -> bool:
-        """Whether an event id was applied (a set beside the list, rebuilt if the list was set directly)."""
-        ids = self._ids
-        if len(ids) != len(self.changes):
-            ids = self._ids = {e.event_id for e in self.changes}
+        """Whether an event id was applied (a set beside the list: `applied_ids`)."""
+        self._ids = ids = applied_ids(self._ids, self.changes)
         return event_id in ids
 
     def apply(self, change: AgentChange, clock: SiteClock) -> list[tuple[AgentFact, int]] | None:

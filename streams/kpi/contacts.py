@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from streams.kpi.facts import signed_diff
+from streams.kpi.facts import applied_ids, signed_diff
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -121,10 +121,8 @@ class ContactState:
     _ids: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     def _seen(self, event_id: str) -> bool:
-        """Whether an event id was applied (a set beside the list, rebuilt if the list was set directly)."""
-        ids = self._ids
-        if len(ids) != len(self.events):
-            ids = self._ids = {e.event_id for e in self.events}
+        """Whether an event id was applied (a set beside the list: `applied_ids`)."""
+        self._ids = ids = applied_ids(self._ids, self.events)
         return event_id in ids
 
     def apply(self, event: ContactEvent) -> list[tuple[QueueFact, int]] | None:

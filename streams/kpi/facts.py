@@ -1,4 +1,5 @@
-"""What every entity state of `streams.kpi` shares: the signed change between two multisets of facts."""
+"""What every entity state of `streams.kpi` shares: the signed change between two multisets of facts,
+and the check that an event id was already applied."""
 
 from __future__ import annotations
 
@@ -25,3 +26,9 @@ def signed_diff(now: Counter[F], before: Counter[F]) -> list[tuple[F, int]]:
         if d > 0:
             delta.append((fact, -d))
     return delta
+
+
+def applied_ids(ids: set[str], events: list) -> set[str]:
+    """The ids of `events`: the state's cached set, or a new one when the list was set directly
+    (decoded from a record, rebuilt) and the set no longer matches it."""
+    return ids if len(ids) == len(events) else {e.event_id for e in events}

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
-from streams.kpi.facts import signed_diff
+from streams.kpi.facts import applied_ids, signed_diff
 from streams.kpi.tickets import to_us
 from streams.kpi.windows import SiteClock
 
@@ -161,10 +161,8 @@ class QualityState:
     _ids: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     def _seen(self, event_id: str) -> bool:
-        """Whether an event id was applied (a set beside the list, rebuilt if the list was set directly)."""
-        ids = self._ids
-        if len(ids) != len(self.events):
-            ids = self._ids = {e.event_id for e in self.events}
+        """Whether an event id was applied (a set beside the list: `applied_ids`)."""
+        self._ids = ids = applied_ids(self._ids, self.events)
         return event_id in ids
 
     def apply(self, event: QualityEvent) -> list[tuple[QualityFact, int]] | None:
