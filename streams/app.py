@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 
 from models.deadletter import RejectReason
 from models.events import EVENT_ADAPTER
+from streams import transport
 from streams.config import Settings
 from streams.exposition import KpiCollector
 from streams.ingest import Decoder, Rejection, dead_letter
@@ -92,7 +93,7 @@ class Floorwatch:
         self.registry = CollectorRegistry(auto_describe=True)
         datadir = (s.worker.data_dir / f"{s.worker.app_id}-{s.worker.web_port}").resolve()
         datadir.mkdir(parents=True, exist_ok=True)
-        self.app = faust.App(
+        self.app = transport.App(   # faust.App with two consumer fixes (streams.transport)
             s.worker.app_id,
             broker=s.kafka.broker_urls,
             broker_credentials=_credentials(s),
@@ -132,6 +133,10 @@ class Floorwatch:
             rolling_minutes=tuple(s.site.rolling_windows_minutes),
             repeat_window_us=round(s.quality.repeat_window_s * 1_000_000))
         self.states: dict[int, PartitionState] = {}   # the partitions owned and recovered
+        # Internal offset up to which each state has applied the events topic in this process: what
+        # a rebalance delivers again (streams.transport seeks back to the committed offsets) is
+        # skipped, instead of being applied again and counted as duplicates of the source.
+        self._applied_through: dict[int, int] = {}
         self.clock = clock
         # Queue snapshots (streams.snapshots): partials per partition and queue -> the queue's owner.
         self.partials_topic_name = queue_partials_topic(s)
@@ -183,8 +188,11 @@ class Floorwatch:
 
     async def _engine(self, stream: faust.StreamT) -> None:
         context = {"customer_hash_key": self.decoder.hash_key}
+        applied_through = self._applied_through
         async for event in stream.events():
             message = event.message
+            if message.offset <= applied_through.get(message.partition, -1):
+                continue
             state = self._state_of(message.partition)
             rejected = apply_batch(state, message.value, self.stats, context,
                                    where=(message.topic, message.partition, message.offset))
@@ -192,6 +200,7 @@ class Floorwatch:
                 await self._dead_letter_line(position, payload, rejection)
             state.advance()
             self._write(state)
+            applied_through[message.partition] = message.offset
             await self._send_side(state.take_side())
 
     def _write(self, state: PartitionState) -> None:
@@ -303,6 +312,7 @@ class Floorwatch:
         for tp in revoked:
             if tp.topic == self.events_topic_name:
                 self.states.pop(tp.partition, None)
+                self._applied_through.pop(tp.partition, None)
 
     async def _on_recovered(self) -> None:
         """Own exactly the active partitions: rebuild the aggregates of those without state."""
@@ -310,6 +320,7 @@ class Floorwatch:
         for partition in list(self.states):
             if partition not in active:
                 del self.states[partition]
+                self._applied_through.pop(partition, None)
         missing = active - set(self.states)
         if not missing:
             return
@@ -321,6 +332,7 @@ class Floorwatch:
                 values[p].append((key, value))
         for p, items in values.items():
             self.states[p] = PartitionState.rebuild(self.partition_config, items)
+            self._applied_through.pop(p, None)
         # The rebuilt state is millions of long-lived objects: keep the cyclic GC from rescanning them
         # in every full collection (bench.memory measured full collections of 15-25 s at large sites).
         gc.freeze()

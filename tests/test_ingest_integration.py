@@ -95,6 +95,19 @@ def test_bad_and_duplicate_events_are_handled_exactly(kafka_bootstrap, make_work
         assert b"@example" not in stored and b"+49" not in stored
 
 
+async def engine_lag(settings) -> int:
+    """Internal events the engine's consumer group has not committed yet (all of them if it never did)."""
+    from aiokafka import TopicPartition
+
+    from streams.kafka_io import internal_events_topic
+
+    topic = internal_events_topic(settings)
+    tps = [TopicPartition(topic, p) for p in range(settings.kafka.partitions)]
+    async with consumer(settings.kafka, group_id=settings.worker.app_id) as c:   # reads, never joins
+        ends = await c.end_offsets(tps)
+        return sum([ends[tp] - (await c.committed(tp) or 0) for tp in tps])
+
+
 def test_dedup_memory_survives_a_restart(kafka_bootstrap, make_worker):
     settings, env = settings_for(kafka_bootstrap)
     messages = [m for m in generate(SimConfig(seed=5, duration_s=900, rate=6)) if m.kind == "valid"]
@@ -106,14 +119,15 @@ def test_dedup_memory_survives_a_restart(kafka_bootstrap, make_worker):
     # The same events again (a source re-delivering everything): all recognised as duplicates.
     again = make_worker(settings, env, name="restarted").start()
     run(produce(settings, messages))
+    # Caught up: ingest read everything again, and the engine committed to the end of its topic.
     samples = again.wait_for(
         lambda s: total(s, RECEIVED) >= len(messages)
-        and total(s, DUPLICATES) + total(s, ACCEPTED) == total(s, "floorwatch_ingest_valid_events_total"),
+        and total(s, DUPLICATES) + total(s, ACCEPTED) >= total(s, "floorwatch_ingest_valid_events_total")
+        and run(engine_lag(settings)) == 0,
         what="second pass, engine caught up with ingest")
-    # Nothing is applied twice. Duplicates can exceed the re-sent count: records the first worker
-    # processed but had not committed yet are delivered again (at-least-once) and dropped too.
+    # Nothing is applied twice. Duplicates can exceed the re-sent count: internal records the first
+    # worker processed but had not committed yet are delivered again (at least once) and dropped too.
     assert total(samples, ACCEPTED) == 0
-    assert total(samples, DUPLICATES) == total(samples, "floorwatch_ingest_valid_events_total")
     assert total(samples, DUPLICATES) >= len(messages)
 
 
