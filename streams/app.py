@@ -45,7 +45,8 @@ from streams.kpi.windows import SiteClock
 from streams.metrics import IngestCollector, IngestStats
 from streams.partition import (Outcome, PartitionConfig, PartitionState, TooLate, decode_parts,
                                event_parts)
-from streams.snapshots import LatestSnapshots, QueueLevelCollector, merge, partition_partials, publish
+from streams.snapshots import (LatestSnapshots, QueueLevelCollector, merge, partition_partials, publish,
+                               published)
 from models.snapshots import AgentSnapshot
 
 log = logging.getLogger("floorwatch")
@@ -170,6 +171,7 @@ class Floorwatch:
         app.agent(self.side, name="side")(self._side)
         app.timer(s.worker.snapshot_interval_s)(self._send_partials)
         self.records.on_recover(self._on_recovered)
+        self.queue_records.on_recover(self._on_queues_recovered)
         app.on_partitions_revoked.connect(self._on_revoked)
 
     # -- ingest ---------------------------------------------------------------------------------
@@ -306,6 +308,25 @@ class Floorwatch:
         return self.latest.labelled(lambda queue: entity_partition(f"queue:{queue}", partitions) in owned)
 
     # -- ownership ------------------------------------------------------------------------------
+
+    async def _on_queues_recovered(self) -> None:
+        """The queue-level gauges of the queues this worker owns now, from their restored records.
+
+        `latest` is filled by publishing, and `publish` sends nothing for figures the record says were
+        sent: without this, a restarted worker or a new owner would export no service-level ratio for a
+        window until its figures change (a closed interval: never)."""
+        latest = LatestSnapshots(self.clock)
+        owned = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.partials_topic_name}
+        partitions = self.settings.kafka.partitions
+        for queue, raw in list(self.queue_records.data.items()):
+            if raw is None or entity_partition(f"queue:{queue}", partitions) not in owned:
+                continue
+            try:
+                for snap in published(orjson.loads(raw), queue, self.settings, self.clock):
+                    latest.remember(snap)
+            except Exception:  # a bad record must not stop recovery (only our own workers write here)
+                log.exception("queues: cannot restore the latest snapshots of %r", queue)
+        self.latest = latest
 
     async def _on_revoked(self, sender, revoked, **kwargs) -> None:
         """Stop exporting revoked partitions at once; the new owner rebuilds them."""

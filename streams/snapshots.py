@@ -172,15 +172,13 @@ def kpis(c: QueueCounters, rules) -> QueueKpis:
         hold_rate=c.hold_rate, transfer_rate=c.transfer_rate)
 
 
-def publish(record: dict, queue: str, settings, clock: SiteClock) -> list[QueueSnapshot]:
-    """Snapshots of the windows whose figures changed since last published; updates the record's
-    revisions (write the record back with them)."""
+def _windows(record: dict, queue: str, settings, clock: SiteClock) -> Iterator[tuple]:
+    """(slot, digest, final, snapshot fields) of every window in the record, at its newest watermark."""
     parts = list(record["parts"].values())
     if not parts:
-        return []
+        return
     wm = max(p["wm"] for p in parts)
     site = settings.site.name
-    out: list[QueueSnapshot] = []
     channels = sorted({c for p in parts for c in p["w"]} | {c for p in parts for c in p["waiting"]})
     for channel in channels:
         rows: dict[str, list[list[int]]] = defaultdict(list)
@@ -205,17 +203,37 @@ def publish(record: dict, queue: str, settings, clock: SiteClock) -> list[QueueS
             body = (kpis(counters, rules), None if final else now)
             digest = hashlib.blake2b(orjson.dumps([_values(counters), final, body[1].model_dump() if body[1] else None]),
                                      digest_size=8).hexdigest()
-            slot = f"{channel}|{key}"
-            if record["sent"].get(slot) == digest:
-                continue
-            was_final = slot in record["final"]
-            record["sent"][slot] = digest
-            record["rev"][slot] = revision = record["rev"].get(slot, 0) + 1
-            if final and not was_final:
-                record["final"].append(slot)
-            out.append(QueueSnapshot(site=site, queue=queue, channel=channel, window=bounds, revision=revision,
-                                     final=final, correction=final and was_final, watermark_ms=wm,
-                                     kpis=body[0], now=body[1]))
+            yield (f"{channel}|{key}", digest, final,
+                   dict(site=site, queue=queue, channel=channel, window=bounds, final=final, watermark_ms=wm,
+                        kpis=body[0], now=body[1]))
+
+
+def publish(record: dict, queue: str, settings, clock: SiteClock) -> list[QueueSnapshot]:
+    """Snapshots of the windows whose figures changed since last published; updates the record's
+    revisions (write the record back with them)."""
+    out: list[QueueSnapshot] = []
+    for slot, digest, final, fields_ in _windows(record, queue, settings, clock):
+        if record["sent"].get(slot) == digest:
+            continue
+        was_final = slot in record["final"]
+        record["sent"][slot] = digest
+        record["rev"][slot] = revision = record["rev"].get(slot, 0) + 1
+        if final and not was_final:
+            record["final"].append(slot)
+        out.append(QueueSnapshot(revision=revision, correction=final and was_final, **fields_))
+    return out
+
+
+def published(record: dict, queue: str, settings, clock: SiteClock) -> list[QueueSnapshot]:
+    """The latest published snapshot of every window of a restored record, as `publish` last sent it
+    (figures and revision): what a worker that takes over the queue exports until the figures change,
+    since `publish` sends nothing for windows whose figures the record says were already sent.
+    Windows never published (no revision yet) are left to the next `publish`."""
+    out = []
+    for slot, digest, final, fields_ in _windows(record, queue, settings, clock):
+        revision = record["rev"].get(slot)
+        if revision is not None and record["sent"].get(slot) == digest:
+            out.append(QueueSnapshot(revision=revision, correction=False, **fields_))   # the flag is not kept
     return out
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import functools
 import zlib
 
+import orjson
+
 from streams.config import load_settings
 from streams.kpi import erlang
 from streams.kpi.queues import QueueRules
 from streams.kpi.windows import SiteClock
 from streams.partition import PartitionConfig, PartitionState
-from streams.snapshots import merge, partition_partials, publish
+from streams.snapshots import LatestSnapshots, merge, partition_partials, publish, published
 from tests.test_engine_vs_oracle import arrivals
 
 ZONE = "UTC"
@@ -101,6 +103,31 @@ def test_revisions_final_and_corrections(monkeypatch):
                 and s.channel == target.channel and s.window.start_ms == target.window.start_ms]
     assert fixed.final and fixed.correction and fixed.revision == target.revision + 1
     assert fixed.kpis.offered == target.kpis.offered + 1
+
+
+def test_a_new_owner_exports_what_the_last_owner_published_from_the_restored_records(monkeypatch):
+    """After a restart or rebalance the queue records say every window was sent, so `publish` sends
+    nothing until figures change; the new owner's gauges come from `published` instead."""
+    monkeypatch.delenv("FLOORWATCH_CONFIG", raising=False)
+    events = arrivals(seed=4, zone=ZONE, duration_s=2 * 3600)
+    settings, clock, parts = states(events, 2)
+    records, out = merged_snapshots(settings, clock, parts)
+    live = LatestSnapshots(clock)
+    for snap in out:
+        live.remember(snap)
+    restored = {queue: orjson.loads(orjson.dumps(record)) for queue, record in records.items()}   # the changelog
+    assert [s for queue in restored for s in publish(restored[queue], queue, settings, clock)] == []
+
+    taken_over = LatestSnapshots(clock)
+    for queue, record in restored.items():
+        for snap in published(record, queue, settings, clock):
+            taken_over.remember(snap)
+    want, got = live.labelled(), taken_over.labelled()
+    assert {"interval_current", "interval_previous", "today", "rolling_15m"} <= {k[2] for k in want}
+    assert set(got) == set(want)
+    for key, snap in want.items():
+        assert (got[key].kpis, got[key].now, got[key].revision, got[key].final) == \
+            (snap.kpis, snap.now, snap.revision, snap.final), key
 
 
 def test_staffing_figures_follow_erlang_c_on_the_merged_window(monkeypatch):
