@@ -21,6 +21,7 @@ aggregates are rebuilt from the records when a partition is (re)assigned.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
@@ -57,6 +58,8 @@ log = logging.getLogger("floorwatch")
 # too-late event. Lines without `parts` (written by an older ingest) are validated as before.
 # `entity_partition` and `_MAX_BATCH_LINES` live in streams.ingest_process (imported above, re-exported).
 __all__ = ["Floorwatch", "apply_batch", "entity_partition", "_MAX_BATCH_LINES"]
+# Side entries per side-topic message: a rebuilt partition resends all of them at once (about 60 B each).
+_SIDE_ENTRIES_PER_MESSAGE = 2000
 
 
 try:
@@ -151,6 +154,7 @@ class Floorwatch:
         self.side = app.topic(self.side_topic_name, internal=True, partitions=s.kafka.partitions,
                               key_type=bytes, value_type=bytes)
         self._side_sent: dict[tuple[str, str], object] = {}
+        self._side_lock: asyncio.Lock | None = None   # made in the running loop
         self._sent_partials: dict[tuple[int, str], bytes] = {}
         self.latest = LatestSnapshots(clock)
         # Ingest in a child process (default) reports its tallies; they add to the engine's own.
@@ -170,6 +174,7 @@ class Floorwatch:
         app.agent(self.partials, name="queues")(self._queues)
         app.agent(self.side, name="side")(self._side)
         app.timer(s.worker.snapshot_interval_s)(self._send_partials)
+        app.timer(1.0)(self._send_rebuilt_side)
         self.records.on_recover(self._on_recovered)
         self.queue_records.on_recover(self._on_queues_recovered)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -203,7 +208,7 @@ class Floorwatch:
             state.advance()
             self._write(state)
             applied_through[message.partition] = message.offset
-            await self._send_side(state.take_side())
+            await self._send_side(state)
 
     def _write(self, state: PartitionState) -> None:
         """Changed records to the table (its changelog), in the current event's partition."""
@@ -214,17 +219,31 @@ class Floorwatch:
         for key in deleted:
             table.pop(key, None)
 
-    async def _send_side(self, entries) -> None:
-        """Side entries that changed, one message per target partition."""
-        partitions = self.settings.kafka.partitions
-        by_partition: dict[int, list] = defaultdict(list)
-        sent = self._side_sent
-        for target, subject, payload in entries:
-            if sent.get((target, subject), ...) != payload:
-                sent[(target, subject)] = payload
-                by_partition[entity_partition(target, partitions)].append((target, subject, payload))
-        for partition, items in by_partition.items():
-            await self.side.send(value=orjson.dumps(items), partition=partition)
+    async def _send_side(self, state: PartitionState) -> None:
+        """The state's side entries that changed, in messages per target partition. Taken and sent
+        under one lock, so that the engine and `_send_rebuilt_side` send a subject's entries in the
+        order they were taken (a later entry replaces an earlier one at the target)."""
+        if self._side_lock is None:
+            self._side_lock = asyncio.Lock()
+        async with self._side_lock:
+            partitions = self.settings.kafka.partitions
+            by_partition: dict[int, list] = defaultdict(list)
+            sent = self._side_sent
+            for target, subject, payload in state.take_side():
+                if sent.get((target, subject), ...) != payload:
+                    sent[(target, subject)] = payload
+                    by_partition[entity_partition(target, partitions)].append((target, subject, payload))
+            for partition, items in by_partition.items():
+                for start in range(0, len(items), _SIDE_ENTRIES_PER_MESSAGE):
+                    await self.side.send(value=orjson.dumps(items[start:start + _SIDE_ENTRIES_PER_MESSAGE]),
+                                         partition=partition)
+
+    async def _send_rebuilt_side(self) -> None:
+        """Side entries waiting in a partition that has no new events (a rebuilt one): send them.
+        Not from the recovery callback itself, which should not wait on the producer mid-rebalance."""
+        for state in list(self.states.values()):
+            if state.side_dirty:
+                await self._send_side(state)
 
     async def _side(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -354,6 +373,10 @@ class Floorwatch:
         for p, items in values.items():
             self.states[p] = PartitionState.rebuild(self.partition_config, items)
             self._applied_through.pop(p, None)
+        # A rebuilt partition sends all its side entries again (PartitionState.rebuild; the engine's
+        # next batch or `_send_rebuilt_side` does): forget what this worker sent before, or an entry
+        # it sent when it last owned a partition would suppress one.
+        self._side_sent.clear()
         # The rebuilt state is millions of long-lived objects: keep the cyclic GC from rescanning them
         # in every full collection (bench.memory measured full collections of 15-25 s at large sites).
         gc.freeze()

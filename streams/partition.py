@@ -606,6 +606,11 @@ class PartitionState:
         state.advance()
         state.dirty.clear()
         state.deleted.clear()
+        # Every side entry goes out again: a record can reach the changelog while the side entries it
+        # produced died with the worker, and a replay of its events is then a duplicate that
+        # produces none. Side entries are absolute, so receivers that had them change nothing.
+        state.side_dirty = {key for key, record in state.records.items()
+                            if record.contact is not None or record.quality is not None}
         return state
 
 
