@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from models.deadletter import RejectReason
 from models.events import EVENT_ADAPTER
 from streams import transport
+from streams.changelog import ChangelogWriter
 from streams.config import Settings
 from streams.exposition import KpiCollector
 from streams.ingest import Decoder, Rejection, dead_letter
@@ -115,6 +116,9 @@ class Floorwatch:
             # Let the producer batch for a few ms: with no linger every changelog write became its
             # own tiny produce request.
             producer_linger=0.005,
+            # Changelog writes go out as one record batch per engine batch and partition
+            # (streams.changelog); at 16 KB (the default) aiokafka waits for each to drain in turn.
+            producer_max_batch_size=1_000_000,
             # Internal messages are batches of up to 1000 events (~0.5 MB): fetch many at once, or the
             # engine waits on fetch round trips between batches (1 MB per partition by default).
             consumer_max_fetch_size=16 * 1024 * 1024,
@@ -131,6 +135,8 @@ class Floorwatch:
         # entity key -> EntityRecord.encode(): bytes, which Faust restores natively (a value_type that
         # is not a faust Record is taken for one: recovery then logs "has no attribute 'from_data'").
         self.records = app.Table("entity-records", partitions=s.kafka.partitions, key_type=str, value_type=bytes)
+        self.changelog = ChangelogWriter(lambda: app.producer._ensure_producer(),  # Faust's aiokafka producer
+                                         self.records.changelog_topic.get_topic_name())
         clock = SiteClock.from_settings(s.site)
         self.partition_config = PartitionConfig(
             clock, functools.cache(lambda queue, channel: QueueRules.of(s.queue(queue, channel))),
@@ -206,18 +212,29 @@ class Floorwatch:
             for position, payload, rejection in rejected:
                 await self._dead_letter_line(position, payload, rejection)
             state.advance()
-            self._write(state)
+            await self._write(state, message.partition)
             applied_through[message.partition] = message.offset
             await self._send_side(state)
 
-    def _write(self, state: PartitionState) -> None:
-        """Changed records to the table (its changelog), in the current event's partition."""
-        table = self.records
+    async def _write(self, state: PartitionState, partition: int) -> None:
+        """Changed records to the table's store and, batched, to its changelog partition
+        (streams.changelog). Awaited before the batch is acknowledged: the records are then in the
+        producer that Faust flushes completely before it commits the batch's offset. Faust's own
+        table writes wait in its producer buffer, whose flush can return before they are sent, so a
+        commit could get ahead of them (docs/architecture.md, Faust quirks)."""
         changed, deleted = state.take_dirty()
+        if not changed and not deleted:
+            return
+        store = self.records.data
+        records = []
+        # Keys as the table encodes them: a Table serializes `str` keys as JSON, `bytes` values raw.
         for key, value in changed.items():
-            table[key] = value
+            store[key] = value
+            records.append((orjson.dumps(key), value))
         for key in deleted:
-            table.pop(key, None)
+            store.pop(key, None)
+            records.append((orjson.dumps(key), None))
+        await self.changelog.write(partition, records)
 
     async def _send_side(self, state: PartitionState) -> None:
         """The state's side entries that changed, in messages per target partition. Taken and sent
@@ -255,7 +272,7 @@ class Floorwatch:
             except Exception:  # only our own workers write here; a bug must not stop the agent
                 log.exception("side: cannot apply %s[%s]@%s", event.message.topic, partition, event.message.offset)
             state.advance()
-            self._write(state)
+            await self._write(state, partition)
 
     async def _dead_letter_line(self, position: tuple[str, int, int, int | None], payload: bytes,
                                 rejection: Rejection) -> None:

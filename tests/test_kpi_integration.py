@@ -432,8 +432,11 @@ def test_sigkill_mid_replay_then_restart_ends_with_the_oracle_numbers(kafka_boot
     log, _ = site_log()
     run(produce(settings, log))
     worker = make_worker(settings, env).start()
-    worker.wait_for(lambda s: value(s, "floorwatch_ingest_accepted_events_total") >= len(log) // 3,
-                    what="a third of the log applied")
+    # Late in the run: most state is written, the ingest child outlives the worker for a moment, and
+    # the worker usually dies before its first offset commit (streams.transport: a restarted worker
+    # then skipped events for good; this test failed about one run in three).
+    worker.wait_for(lambda s: value(s, "floorwatch_ingest_accepted_events_total") >= len(log) * 0.9,
+                    what="90 % of the log applied")
     worker.stop(signal.SIGKILL)
     again = make_worker(settings, env, name="restarted").start()
     wait_until_oracle_matches([again], settings)
