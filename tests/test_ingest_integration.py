@@ -70,6 +70,13 @@ def test_bad_and_duplicate_events_are_handled_exactly(kafka_bootstrap, make_work
         assert total(samples, ACCEPTED, event_type=event_type) == n, event_type
     assert total(samples, ACCEPTED) == kinds["valid"]
     assert total(samples, DUPLICATES) == kinds["duplicate"]
+    # /progress: the same totals, without building every KPI (what bench.ingest polls)
+    import json
+    import urllib.request
+    with urllib.request.urlopen(worker.metrics_url.replace("/metrics", "/progress"), timeout=5) as response:
+        progress = json.loads(response.read())
+    assert progress == {"received": len(messages), "forwarded": total(samples, "floorwatch_ingest_valid_events_total"),
+                        "accepted": kinds["valid"], "duplicates": kinds["duplicate"]}
     expected_reasons = Counter(m.reason for m in messages if m.kind == "invalid")
     for reason, n in expected_reasons.items():
         assert total(samples, REJECTED, reason=reason) == n, reason
