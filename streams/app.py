@@ -116,8 +116,9 @@ class Floorwatch:
             # Let the producer batch for a few ms: with no linger every changelog write became its
             # own tiny produce request.
             producer_linger=0.005,
-            # Changelog writes go out as one record batch per engine batch and partition
-            # (streams.changelog); at 16 KB (the default) aiokafka waits for each to drain in turn.
+            # The engine appends each batch's changelog records at once (streams.changelog): with
+            # 16 KB batches (the default) a partition's batch is full after a few records and every
+            # further append waits for it to drain.
             producer_max_batch_size=1_000_000,
             # Internal messages are batches of up to 1000 events (~0.5 MB): fetch many at once, or the
             # engine waits on fetch round trips between batches (1 MB per partition by default).

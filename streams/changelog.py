@@ -1,15 +1,19 @@
-"""Table changelog writes in produce batches, straight to the app's aiokafka producer.
+"""Table changelog writes straight to the app's aiokafka producer, awaited before the batch is acked.
 
 Faust writes a table change as one message through its producer buffer, topic, sensors and the
 aiokafka accumulator: about 27 µs per write, a quarter of the engine's time at ~0.6 record writes
-per event (bench.ingest --profile). The engine already knows every record it changed in a batch,
-so it writes them with `ChangelogWriter.write` instead: a record batch per produce request,
-appended with aiokafka's `BatchBuilder` (a few µs per record).
+per event (bench.ingest profile). Worse, that buffer is drained in the background, and the flush
+Faust runs before a commit can return with records still in it (docs/architecture.md, Faust
+quirks), so a commit could get ahead of the records it covers.
 
-At least once still holds: the writer uses the same aiokafka producer as Faust, and Faust's
-consumer flushes that producer (`Producer.flush`, which waits for every queued batch) before it
-commits any source offset. Recovery is Faust's own: it reads the changelog topic into the table's
-store, tombstones (value None) included.
+`ChangelogWriter.write` appends the engine's changed records to Faust's aiokafka producer with
+`send` (a few µs each; it waits only when the partition's open batch is full) and returns once they
+are in the accumulator. The engine awaits it before it moves to the next batch, and Faust flushes
+that producer (`Producer.flush`, which waits for every queued batch) before it commits any source
+offset: at least once holds. (aiokafka's `send_batch` was faster per record but waits for the
+partition's previous batch to drain on every call: at a steady 2,000 events/s, in many small
+internal messages, the engine fell behind.) Recovery is Faust's own: it reads the changelog topic
+into the table's store, tombstones (value None) included.
 """
 
 from __future__ import annotations
@@ -31,29 +35,24 @@ class ChangelogWriter:
         self._lock: asyncio.Lock | None = None
 
     async def write(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> list[asyncio.Future]:
-        """Queue `records` for `partition` in as few batches as fit; return their delivery futures.
+        """Append `records` to `partition` of the changelog; return their delivery futures.
 
         Call it right after taking the changed records, with no await in between: writes then reach
         the changelog in the order they were taken, even when two agents write one partition (the
-        lock is FIFO, and aiokafka's `send_batch` may wait for the partition's previous batch). A
-        record larger than a batch still goes out: aiokafka accepts any first record of a batch."""
+        lock is FIFO, and `send` may wait while the partition's batch is full)."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
             return await self._send(partition, records)
 
     async def _send(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> list[asyncio.Future]:
+        # producer.send appends to the partition's open batch and waits only when that batch is full;
+        # send_batch waited for the partition's previous batch to drain (linger + a request) on every
+        # call, which capped the engine at a few hundred internal messages a second.
         producer = self._producer_of()
-        futures = []
-        batch = producer.create_batch()
-        for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                futures.append(await producer.send_batch(batch, self.topic, partition=partition))
-                batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"changelog record {key!r} does not fit an empty batch")
-        if batch.record_count():
-            futures.append(await producer.send_batch(batch, self.topic, partition=partition))
+        send = producer.send
+        topic = self.topic
+        futures = [await send(topic, value, key=key, partition=partition) for key, value in records]
         for future in futures:
             future.add_done_callback(self._check_delivery)
         return futures
