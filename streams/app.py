@@ -155,6 +155,8 @@ class Floorwatch:
                                   key_type=bytes, value_type=bytes)
         self.queue_records = app.Table("queue-snapshots", partitions=s.kafka.partitions, key_type=str,
                                        value_type=bytes)
+        self.queue_changelog = ChangelogWriter(lambda: app.producer._ensure_producer(),
+                                               self.queue_records.changelog_topic.get_topic_name())
         self.snapshots = app.topic(s.topics.snapshots, key_type=bytes, value_type=bytes)
         # Side entries (chat legs to the agent, customer facts to the customer): another partition's records.
         self.side_topic_name = side_topic(s)
@@ -346,7 +348,10 @@ class Floorwatch:
             except Exception:  # a bad partial never stops the agent (only our own workers write here)
                 log.exception("queues: cannot merge a partial for %r", queue)
                 continue
-            table[queue] = orjson.dumps(record)
+            # Written like the entity records (streams.changelog), before the partial is acknowledged:
+            # a new owner then restores the revisions that were published.
+            value = table.data[queue] = orjson.dumps(record)
+            await self.queue_changelog.write(event.message.partition, [(orjson.dumps(queue), value)])
             for snap in published:
                 await self.snapshots.send(key=f"queue:{queue}:{snap.channel}".encode(),
                                           value=snap.model_dump_json().encode())
