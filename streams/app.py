@@ -144,10 +144,6 @@ class Floorwatch:
             rolling_minutes=tuple(s.site.rolling_windows_minutes),
             repeat_window_us=round(s.quality.repeat_window_s * 1_000_000))
         self.states: dict[int, PartitionState] = {}   # the partitions owned and recovered
-        # Internal offset up to which each state has applied the events topic in this process: what
-        # a rebalance delivers again (streams.transport seeks back to the committed offsets) is
-        # skipped, instead of being applied again and counted as duplicates of the source.
-        self._applied_through: dict[int, int] = {}
         self.clock = clock
         # Queue snapshots (streams.snapshots): partials per partition and queue -> the queue's owner.
         self.partials_topic_name = queue_partials_topic(s)
@@ -218,19 +214,18 @@ class Floorwatch:
 
     async def _engine(self, stream: faust.StreamT) -> None:
         context = {"customer_hash_key": self.decoder.hash_key}
-        applied_through = self._applied_through
         async for event in stream.events():
             message = event.message
-            if message.offset <= applied_through.get(message.partition, -1):
-                continue
             state = self._state_of(message.partition)
+            if message.offset <= state.applied_offset:   # delivered again after a rebalance: applied
+                continue
             rejected = apply_batch(state, message.value, self.stats, context,
                                    where=(message.topic, message.partition, message.offset))
             for position, payload, rejection in rejected:
                 await self._dead_letter_line(position, payload, rejection)
             state.advance()
             await self._write(state, message.partition)
-            applied_through[message.partition] = message.offset
+            state.applied_offset = message.offset
             await self._send_side(state)
 
     async def _write(self, state: PartitionState, partition: int) -> None:
@@ -389,7 +384,6 @@ class Floorwatch:
         for tp in revoked:
             if tp.topic == self.events_topic_name:
                 self.states.pop(tp.partition, None)
-                self._applied_through.pop(tp.partition, None)
 
     async def _on_recovered(self) -> None:
         """Own exactly the active partitions: rebuild the aggregates of those without state."""
@@ -397,7 +391,6 @@ class Floorwatch:
         for partition in list(self.states):
             if partition not in active:
                 del self.states[partition]
-                self._applied_through.pop(partition, None)
         missing = active - set(self.states)
         if not missing:
             return
@@ -409,7 +402,6 @@ class Floorwatch:
                 values[p].append((key, value))
         for p, items in values.items():
             self.states[p] = PartitionState.rebuild(self.partition_config, items)
-            self._applied_through.pop(p, None)
         # A rebuilt partition sends all its side entries again (PartitionState.rebuild; the engine's
         # next batch or `_send_rebuilt_side` does): forget what this worker sent before, or an entry
         # it sent when it last owned a partition would suppress one.
