@@ -31,6 +31,7 @@ from importlib.metadata import PackageNotFoundError, version
 import faust
 import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from models.deadletter import RejectReason
@@ -61,6 +62,15 @@ log = logging.getLogger("floorwatch")
 __all__ = ["Floorwatch", "apply_batch", "entity_partition", "_MAX_BATCH_LINES"]
 # Side entries per side-topic message: a rebuilt partition resends all of them at once (about 60 B each).
 _SIDE_ENTRIES_PER_MESSAGE = 2000
+# Key of the entity-records table under which each partition keeps the newest internal offset applied
+# to it. Written after the message's records on the same changelog partition: a restored partition
+# resumes right after the records it restored, whatever offset the group committed (`_on_recovered`,
+# `resume_positions`).
+_APPLIED_PREFIX = "applied-offset:"
+
+
+def applied_key(partition: int) -> str:
+    return f"{_APPLIED_PREFIX}{partition}"
 
 
 try:
@@ -187,6 +197,7 @@ class Floorwatch:
         app.agent(self.side, name="side")(self._side)
         app.timer(s.worker.snapshot_interval_s)(self._send_partials)
         app.timer(1.0)(self._send_rebuilt_side)
+        app.resume_positions = self.resume_positions
         self.records.on_recover(self._on_recovered)
         self.queue_records.on_recover(self._on_queues_recovered)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -197,6 +208,11 @@ class Floorwatch:
         total = merged(parts)
         return {"received": sum(total.received.values()), "forwarded": sum(total.forwarded.values()),
                 "accepted": sum(total.accepted.values()), "duplicates": sum(total.duplicates.values())}
+
+    def resume_positions(self) -> dict[TP, int]:
+        """Owned internal partitions -> the offset after the newest message applied to their state."""
+        return {TP(self.events_topic_name, p): state.applied_offset + 1
+                for p, state in self.states.items() if state.applied_offset >= 0}
 
     # -- ingest ---------------------------------------------------------------------------------
 
@@ -224,18 +240,19 @@ class Floorwatch:
             for position, payload, rejection in rejected:
                 await self._dead_letter_line(position, payload, rejection)
             state.advance()
-            await self._write(state, message.partition)
+            await self._write(state, message.partition, applied_offset=message.offset)
             state.applied_offset = message.offset
             await self._send_side(state)
 
-    async def _write(self, state: PartitionState, partition: int) -> None:
+    async def _write(self, state: PartitionState, partition: int, applied_offset: int | None = None) -> None:
         """Changed records to the table's store and, batched, to its changelog partition
-        (streams.changelog). Awaited before the batch is acknowledged: the records are then in the
+        (streams.changelog), then `applied_offset` (the internal message they come from) under
+        `applied_key`. Awaited before the batch is acknowledged: the records are then in the
         producer that Faust flushes completely before it commits the batch's offset. Faust's own
         table writes wait in its producer buffer, whose flush can return before they are sent, so a
         commit could get ahead of them (docs/architecture.md, Faust quirks)."""
         changed, deleted = state.take_dirty()
-        if not changed and not deleted:
+        if not changed and not deleted and applied_offset is None:
             return
         store = self.records.data
         records = []
@@ -246,6 +263,10 @@ class Floorwatch:
         for key in deleted:
             store.pop(key, None)
             records.append((orjson.dumps(key), None))
+        if applied_offset is not None:   # last: a restored offset implies the records before it
+            key, value = applied_key(partition), b"%d" % applied_offset
+            store[key] = value
+            records.append((orjson.dumps(key), value))
         await self.changelog.write(partition, records)
 
     async def _send_side(self, state: PartitionState) -> None:
@@ -396,12 +417,19 @@ class Floorwatch:
             return
         partitions = self.settings.kafka.partitions
         values: dict[int, list[tuple[str, bytes]]] = {p: [] for p in missing}
+        applied: dict[int, int] = {}
         for key, value in self.records.data.items():
+            if value is None:
+                continue
+            if key.startswith(_APPLIED_PREFIX):
+                applied[int(key[len(_APPLIED_PREFIX):])] = int(value)
+                continue
             p = entity_partition(key, partitions)
-            if p in values and value is not None:
+            if p in values:
                 values[p].append((key, value))
         for p, items in values.items():
-            self.states[p] = PartitionState.rebuild(self.partition_config, items)
+            state = self.states[p] = PartitionState.rebuild(self.partition_config, items)
+            state.applied_offset = applied.get(p, -1)
         # A rebuilt partition sends all its side entries again (PartitionState.rebuild; the engine's
         # next batch or `_send_rebuilt_side` does): forget what this worker sent before, or an entry
         # it sent when it last owned a partition would suppress one.

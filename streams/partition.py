@@ -193,9 +193,9 @@ class PartitionState:
     watermark_ms: int | None = None
     dirty: set[str] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
-    # The worker's newest internal-topic offset applied to this state (-1: none yet). A message at or
-    # below it is a re-delivery after a rebalance (streams.transport) and is skipped. A rebuilt
-    # state starts again at -1: its records recognise what it had applied.
+    # The newest internal-topic offset applied to this state (-1: none yet). A message at or below it
+    # is a re-delivery and is skipped. The engine writes it to the changelog after each message's
+    # records (streams.app, `applied_key`), so a rebuilt state restores it with the records it guards.
     applied_offset: int = field(default=-1, compare=False)
 
     def __post_init__(self) -> None:

@@ -22,13 +22,22 @@ applied them (about one run in six). Streams also skip, without a trace, message
 flow control is off. `App.on_rebalance_end`, which Faust calls once flow control is back on, seeks
 to the committed offsets once more. Whatever was fetched after the committed offset is delivered
 again; the engine's records recognise what it already applied.
+
+Known loss: a group commit past a message that was never applied. In the two-worker test (about one
+run in ten) the group's committed offset on an internal partition was past one whole message whose
+records never reached the changelog. Faust acknowledges, and so lets commit, a message a stream
+takes while flow control is off or from an older generation, without running the agent on it, and
+it keeps acknowledgements of revoked partitions. Rather than trust the committed offset, the engine
+writes the offset it applied to the changelog behind each message's records, and `perform_seek`
+resumes a restored partition right after it when the committed offset is further on
+(`App.resume_positions`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -63,6 +72,18 @@ class SeekingConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> SeekingConsumerThread:
         return SeekingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets, then back to `App.resume_positions` where those are behind
+        them: a group commit past a message whose state never reached the table (see the module)."""
+        await super().perform_seek()
+        assigned = self.assignment()
+        for tp, position in self.app.resume_positions().items():
+            committed = self._committed_offset.get(tp)
+            if tp in assigned and committed is not None and position < committed:
+                log.warning("consumer: %s[%d]: the committed offset %d is past what the restored state "
+                            "applied; resuming at %d", tp.topic, tp.partition, committed, position)
+                await self.seek(tp, position)
+
 
 class Transport(faust_aiokafka.Transport):
     Consumer = SeekingConsumer
@@ -73,6 +94,9 @@ class App(faust.App):
     committed offsets again when a rebalance has ended (see the module)."""
 
     _reseek: asyncio.Future | None = None
+    # Where partitions resume when their restored state says the committed offset is too far (the
+    # app's owner sets it; see the module): TP -> the next offset to read.
+    resume_positions: Callable[[], Mapping[TP, int]] = staticmethod(lambda: {})
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)

@@ -138,6 +138,53 @@ def test_dedup_memory_survives_a_restart(kafka_bootstrap, make_worker):
     assert total(samples, DUPLICATES) >= len(messages)
 
 
+async def forward_and_commit_unapplied(settings, messages) -> None:
+    """Write `messages` to the internal topic as ingest does, then commit the engine's group past them
+    though no engine applied them: what a Faust commit did to one internal message in the two-worker
+    test (streams.transport, "Known loss")."""
+    from types import SimpleNamespace
+
+    from aiokafka import TopicPartition
+
+    from streams.ingest_process import Ingest
+    from streams.kafka_io import internal_events_topic
+
+    batches: dict = {}
+    for n, m in enumerate(messages):
+        topic = getattr(settings.topics, m.topic)
+        batches.setdefault(TopicPartition(topic, 0), []).append(SimpleNamespace(
+            topic=topic, partition=0, offset=1_000_000 + n, timestamp=None, key=m.key, value=m.value))
+    async with producer(settings.kafka) as p:
+        await asyncio.gather(*Ingest(settings).ingest_batch(batches, p))
+    events = internal_events_topic(settings)
+    tps = [TopicPartition(events, partition) for partition in range(settings.kafka.partitions)]
+    async with consumer(settings.kafka, group_id=settings.worker.app_id) as c:
+        c.assign(tps)
+        await c.commit(await c.end_offsets(tps))
+
+
+def test_a_commit_past_unapplied_messages_is_undone_by_the_restored_state(kafka_bootstrap, make_worker):
+    """The engine resumes each partition right after the newest internal message its restored records
+    applied, even when the group committed further: no event is lost to a commit that ran ahead."""
+    settings, env = settings_for(kafka_bootstrap)
+    messages = [m for m in generate(SimConfig(seed=5, duration_s=900, rate=6)) if m.kind == "valid"]
+    first, later = messages[:len(messages) // 2], messages[len(messages) // 2:]
+    worker = make_worker(settings, env).start()
+    run(produce(settings, first))
+    worker.wait_for(lambda s: total(s, ACCEPTED) >= len(first) and run(engine_lag(settings)) == 0,
+                    what="the first half, committed")
+    assert worker.stop() == 0, worker.log_tail()
+
+    run(forward_and_commit_unapplied(settings, later))
+    assert run(engine_lag(settings)) == 0
+    again = make_worker(settings, env, name="restarted").start()
+    samples = again.wait_for(lambda s: total(s, ACCEPTED) >= len(later), timeout=60,
+                             what="the events behind the committed offset")
+    assert total(samples, ACCEPTED) == len(later)
+    assert total(samples, DUPLICATES) == 0   # and nothing of the first half again
+    assert "past what the restored state applied" in again.log_tail(400)
+
+
 def test_simulated_log_is_reproducible_and_replays_to_the_same_counts(kafka_bootstrap, make_worker, tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     for path in (a, b):
