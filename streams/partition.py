@@ -446,14 +446,19 @@ class PartitionState:
         records = self.records
         for key in candidates:
             record = records.get(key)
-            if record is not None and record.last_event_us < since_us and self._finished(record):
+            if record is not None and record.last_event_us < since_us and self._finished(record, since_us):
                 self._forget(key)
                 self.deleted.add(key)
                 self.dirty.discard(key)
 
-    def _finished(self, record: EntityRecord) -> bool:
+    def _finished(self, record: EntityRecord, since_us: int) -> bool:
         """Whether a record can go once its events are older than retention: an agent still logged
         in and an unsolved ticket stay (agents now, backlog by age), however long they are quiet."""
+        if record.legs and max(record.legs.values()) >= since_us:
+            # Chat legs of an agent whose own events have not reached this partition yet (partitions
+            # run at their own pace): dropped now, they would be lost, since the contact's partition
+            # sends a leg only when it changes.
+            return False
         if record.agent is not None and record.agent.changes[-1].state != "offline":
             return False
         if record.ticket is not None and record.ticket.now(self.watermark_ms * 1000, self.config.ticket_rules):

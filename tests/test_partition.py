@@ -281,3 +281,52 @@ def test_open_agents_ledger_equals_every_agents_running_stretch_and_agents_now(z
         assert (got.online, got.available, got.on_contact, got.acw, got.not_ready, got.chat_capacity) == \
             (want.online, want.available, want.on_contact, want.acw, want.not_ready, want.chat_capacity), scope
         assert {r: n for r, n in got.not_ready_by_reason.items() if n} == dict(want.not_ready_by_reason), scope
+
+
+@pytest.mark.parametrize("lagging", [0, 1, 2, 3])
+def test_side_entries_that_overtake_their_targets_events_match_the_oracle(lagging, monkeypatch):
+    """Four partitions; on one of them the agent events come after everything else (partitions run at
+    their own pace): chat legs reach the agent's partition, which already has a watermark, before the
+    agent's own first event there. The target keeps them until its own events come, so the occupied
+    chat slots still end exactly like the oracle's (lost, they would never come again: the worker
+    sends a leg only when it changes)."""
+    from collections import defaultdict
+    from datetime import UTC, datetime
+
+    from streams.ingest_process import entity_partition
+    from tests import oracle_agents
+
+    monkeypatch.delenv("FLOORWATCH_CONFIG", raising=False)
+    events = feed("Europe/Berlin")
+    n, lag, batch = 4, len(events), 100
+    states = [PartitionState(config_for("Europe/Berlin")) for _ in range(n)]
+    # event i is applied at step i, or i + lag for the agent events of the lagging partition (a late
+    # log-in, a partition behind the others): their partition has a watermark, their legs are there
+    def step(i: int, event) -> int:
+        late = event.event_type == "agent.state_changed" and entity_partition(event.entity_key, n) == lagging
+        return i + lag if late else i
+
+    steps = sorted((step(i, e), i) for i, e in enumerate(events))
+    sent: dict = {}   # as streams.app.Floorwatch._send_side
+    for start in range(0, len(steps), batch):
+        for _, i in steps[start:start + batch]:
+            states[entity_partition(events[i].entity_key, n)].apply(events[i])
+        for state in states:
+            for target, subject, payload in state.take_side():
+                if sent.get((target, subject), ...) != payload:   # the worker sends changed entries only
+                    sent[(target, subject)] = payload
+                    states[entity_partition(target, n)].apply_side(target, subject, payload)
+        for state in states:
+            state.advance()
+    watermark_ms = max(s.watermark_ms for s in states)
+    at_us, at = watermark_ms * 1000, datetime.fromtimestamp(watermark_ms / 1000, tz=UTC)
+    occupied: dict = defaultdict(int)
+    for state in states:
+        for key in state.legs:
+            slots = state.chat_occupied(key, at_us)
+            if slots:
+                for scope in state.agents[key].latest(at_us).scopes():
+                    occupied[scope] += slots
+    expected = {scope: now.chat_occupied for scope, now in oracle_agents.agents_now(events, at=at).items()
+                if now.chat_occupied}
+    assert dict(occupied) == expected and sum(expected.values()) > 0
