@@ -30,16 +30,16 @@ from importlib.metadata import PackageNotFoundError, version
 
 import faust
 import orjson
-from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
-from prometheus_client import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from models.deadletter import RejectReason
 from models.events import EVENT_ADAPTER
 from streams import transport
 from streams.changelog import ChangelogWriter
 from streams.config import Settings
-from streams.exposition import KpiCollector
+from streams.exposition import CachedExposition, KpiCollector
 from streams.ingest import Decoder, Rejection, dead_letter
 from streams.ingest_process import _MAX_BATCH_LINES, Ingest, IngestSupervisor, entity_partition, worker_name
 from streams.kafka_io import internal_events_topic, queue_partials_topic, side_topic
@@ -62,6 +62,9 @@ log = logging.getLogger("floorwatch")
 __all__ = ["Floorwatch", "apply_batch", "entity_partition", "_MAX_BATCH_LINES"]
 # Side entries per side-topic message: a rebuilt partition resends all of them at once (about 60 B each).
 _SIDE_ENTRIES_PER_MESSAGE = 2000
+# Agent snapshots built and sent between two chances for the engine to run (the snapshot timer shares
+# its loop: thousands of agents at once held every event back for ~100 ms every 5 s, bench.latency).
+_AGENT_SNAPSHOTS_PER_YIELD = 100
 # Key of the entity-records table under which each partition keeps the newest internal offset applied
 # to it. Written after the message's records on the same changelog partition: a restored partition
 # resumes right after the records it restored, whatever offset the group committed (`_on_recovered`,
@@ -105,7 +108,11 @@ class Floorwatch:
         self.worker_name = worker_name(s)
         self.decoder = Decoder(settings.require_hash_key())
         self.stats = IngestStats()
+        # /metrics: the ingest counters live, the KPIs and Faust's sensors from a cache that the state
+        # version invalidates (streams.exposition.CachedExposition).
+        self.live_registry = CollectorRegistry(auto_describe=True)
         self.registry = CollectorRegistry(auto_describe=True)
+        self.state_version = 0   # bumped on every change of what the cached collectors read
         datadir = (s.worker.data_dir / f"{s.worker.app_id}-{s.worker.web_port}").resolve()
         datadir.mkdir(parents=True, exist_ok=True)
         self.app = transport.App(   # faust.App with two consumer fixes (streams.transport)
@@ -174,12 +181,18 @@ class Floorwatch:
         self.latest = LatestSnapshots(clock)
         # Ingest in a child process (default) reports its tallies; they add to the engine's own.
         self.ingest_supervisor = None if s.worker.ingest_in_process else IngestSupervisor(s)
-        self.registry.register(IngestCollector(
+        self.live_registry.register(IngestCollector(
             self.stats, __version__, self.ingest_supervisor.stats if self.ingest_supervisor else None))
         self.registry.register(KpiCollector(lambda: list(self.states.values()), s))
         self.registry.register(QueueLevelCollector(self._owned_latest))
-        setup_prometheus_sensors(app, pattern="/metrics", registry=self.registry,
-                                 name_prefix="floorwatch_faust")
+        app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(self.registry, "floorwatch_faust"))
+        self.exposition = CachedExposition(self.live_registry, self.registry, lambda: self.state_version,
+                                           max_age_s=s.worker.metrics_max_age_s)
+
+        @app.page("/metrics")
+        async def metrics(view, request):
+            """GET /metrics: Prometheus' text format (`CachedExposition`)."""
+            return view.bytes(self.exposition.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         @app.page("/progress")
         async def progress(view, request):
@@ -197,6 +210,7 @@ class Floorwatch:
         app.agent(self.side, name="side")(self._side)
         app.timer(s.worker.snapshot_interval_s)(self._send_partials)
         app.timer(1.0)(self._send_rebuilt_side)
+        app.timer(1.0)(self._freeze_survivors)
         app.resume_positions = self.resume_positions
         self.records.on_recover(self._on_recovered)
         self.queue_records.on_recover(self._on_queues_recovered)
@@ -213,6 +227,17 @@ class Floorwatch:
         """Owned internal partitions -> the offset after the newest message applied to their state."""
         return {TP(self.events_topic_name, p): state.applied_offset + 1
                 for p, state in self.states.items() if state.applied_offset >= 0}
+
+    async def _freeze_survivors(self) -> None:
+        """Collect the young generations, then move what survived out of the cyclic GC's reach.
+
+        The state grows by long-lived objects (records, windows) all the time; left in the oldest
+        generation, each full collection rescanned all of them: 170-350 ms pauses on the engine's loop
+        every few seconds at 2,000 events/s (bench.latency), far over the freshness budget. Frozen
+        objects are still freed by reference counting when dropped; only cycles among them would stay
+        (our records hold none)."""
+        gc.collect(1)
+        gc.freeze()
 
     # -- ingest ---------------------------------------------------------------------------------
 
@@ -240,6 +265,7 @@ class Floorwatch:
             for position, payload, rejection in rejected:
                 await self._dead_letter_line(position, payload, rejection)
             state.advance()
+            self.state_version += 1
             await self._write(state, message.partition, applied_offset=message.offset)
             state.applied_offset = message.offset
             await self._send_side(state)
@@ -305,6 +331,7 @@ class Floorwatch:
             except Exception:  # only our own workers write here; a bug must not stop the agent
                 log.exception("side: cannot apply %s[%s]@%s", event.message.topic, partition, event.message.offset)
             state.advance()
+            self.state_version += 1
             await self._write(state, partition)
 
     async def _dead_letter_line(self, position: tuple[str, int, int, int | None], payload: bytes,
@@ -327,6 +354,7 @@ class Floorwatch:
         producer = self.app.producer
         site = self.settings.site.name
         for partition, state in list(self.states.items()):
+            await asyncio.sleep(0)   # a large site's partials take a while: let the engine run in between
             for queue, partial in partition_partials(state).items():
                 body = orjson.dumps({k: v for k, v in partial.items() if k != "wm"})
                 if self._sent_partials.get((partition, queue)) == body and not partial["w"]:
@@ -339,7 +367,9 @@ class Floorwatch:
             wm = state.watermark_ms
             # Take the set first: the engine adds to it while this loop awaits the producer.
             touched, state.touched_agents = state.touched_agents, set()
-            for key in touched:
+            for n, key in enumerate(touched, 1):
+                if n % _AGENT_SNAPSHOTS_PER_YIELD == 0:
+                    await asyncio.sleep(0)
                 agent = state.agents.get(key)
                 latest = agent.latest() if agent is not None else None
                 if latest is None:
@@ -372,6 +402,7 @@ class Floorwatch:
                 await self.snapshots.send(key=f"queue:{queue}:{snap.channel}".encode(),
                                           value=snap.model_dump_json().encode())
                 self.latest.remember(snap)
+                self.state_version += 1
 
     def _owned_latest(self) -> dict:
         """Latest snapshots of the queues this worker owns, by (queue, channel, window label)."""
@@ -399,16 +430,19 @@ class Floorwatch:
             except Exception:  # a bad record must not stop recovery (only our own workers write here)
                 log.exception("queues: cannot restore the latest snapshots of %r", queue)
         self.latest = latest
+        self.state_version += 1
 
     async def _on_revoked(self, sender, revoked, **kwargs) -> None:
         """Stop exporting revoked partitions at once; the new owner rebuilds them."""
         for tp in revoked:
             if tp.topic == self.events_topic_name:
                 self.states.pop(tp.partition, None)
+        self.state_version += 1
 
     async def _on_recovered(self) -> None:
         """Own exactly the active partitions: rebuild the aggregates of those without state."""
         active = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.events_topic_name}
+        self.state_version += 1
         for partition in list(self.states):
             if partition not in active:
                 del self.states[partition]

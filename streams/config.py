@@ -197,6 +197,10 @@ class WorkerSettings(BaseModel):
                     "pause (a full garbage collection of a large state: see bench/README.md, memory).")
     snapshot_interval_s: Annotated[float, Field(ge=0.5, le=300)] = Field(
         default=5.0, description="How often queue snapshots and the queue-level figures are refreshed, in seconds.")
+    metrics_max_age_s: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=0.1,
+        description="How stale the KPIs on /metrics may be, in seconds: they are rebuilt from the state at most "
+                    "this often (a rebuild takes tens of ms on the engine's loop at a large site).")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Worker log level.")
     ingest_in_process: bool = Field(
         default=False, description="Run the ingest loop inside the worker process instead of a child process; for debugging.")

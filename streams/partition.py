@@ -215,6 +215,9 @@ class PartitionState:
         self._pruned_at_ms: int | None = None
         self._rolling_pruned_at_ms: int | None = None
         self.counts: Counter[str] = Counter()                  # outcome -> events, since start
+        # Records held by kind (key prefix: contact, agent, ticket, customer), kept as they come and go:
+        # counting hundreds of thousands of keys on every scrape cost the engine a sixth of its time.
+        self.record_kinds: Counter[str] = Counter()
         # For the snapshot publisher (streams.snapshots): windows and agents changed since it last ran.
         self.touched_windows: set[tuple[str, str, int]] = set()
         self.touched_agents: set[str] = set()
@@ -279,7 +282,7 @@ class PartitionState:
         outcome = self._apply_to(record, kind, contact, agent, ticket, quality)
         if outcome is Outcome.accepted:
             if fresh:
-                self.records[key] = record
+                self._hold(key, record)
             if at_us > record.last_event_us:
                 record.last_event_us = at_us
             self.dirty.add(key)
@@ -467,10 +470,16 @@ class PartitionState:
             return False  # contacts still waiting for their repeat window to end
         return True
 
+    def _hold(self, key: str, record: EntityRecord) -> EntityRecord:
+        self.records[key] = record
+        self.record_kinds[key[:key.find(":")]] += 1
+        return record
+
     def _forget(self, key: str) -> None:
         if key in self.agents:
             self.open_agents.set(key, None)
-        self.records.pop(key, None)
+        if self.records.pop(key, None) is not None:
+            self.record_kinds[key[:key.find(":")]] -= 1
         self.handling.pop(key, None)
         self.touched_agents.discard(key)
         self.legs.pop(key, None)
@@ -509,7 +518,7 @@ class PartitionState:
         """Apply one side entry sent by another partition to its target record here."""
         record = self.records.get(target)
         if record is None:
-            record = self.records[target] = EntityRecord(target)
+            record = self._hold(target, EntityRecord(target))
         if target.startswith("agent:"):
             legs = record.legs if record.legs is not None else {}
             if payload is None:
@@ -583,7 +592,7 @@ class PartitionState:
         newest = max((e.at_us for _, parts in decoded for name in "catq" for e in parts[name]), default=None)
         state.watermark_ms = None if newest is None else newest // 1000
         for key, parts in decoded:
-            record = state.records[key] = EntityRecord(key)
+            record = state._hold(key, EntityRecord(key))
             for event in parts["c"]:
                 record.contact = record.contact or ContactState()
                 state._queue_facts(record.contact.apply(event) or ())

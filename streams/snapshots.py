@@ -32,7 +32,6 @@ from models.snapshots import QueueKpis, QueueNow, QueueSnapshot, WindowBounds
 from streams.config import ServiceLevelFormula
 from streams.exposition import BY_NAME, QUEUE_LEVEL_METRICS
 from streams.kpi import erlang
-from streams.kpi.agents import agents_now
 from streams.kpi.queues import QueueCounters
 from streams.kpi.windows import SiteClock
 from streams.partition import PartitionState
@@ -87,8 +86,10 @@ def partition_partials(state: PartitionState) -> dict[str, dict]:
             waiting[(queue, channel)].append(enqueued_us)
     for (queue, channel), enqueued in waiting.items():
         result[queue]["waiting"][channel] = [len(enqueued), min(enqueued)]
-    for (kind, name), now in agents_now(state.agents.values(), wm * 1000).items():
-        if kind == "queue":
+    # The partition's ledger of agents now (O(scopes); equal to `agents_now` over every agent at the
+    # watermark, tests/test_partition.py): a walk over all agents here blocked the engine's loop.
+    for (kind, name), now in state.open_agents.now.items():
+        if kind == "queue" and now.online > 0:
             result[name]["agents"] = [now.online, now.available, now.on_contact, now.acw, now.not_ready,
                                       now.chat_capacity]
     touched.clear()

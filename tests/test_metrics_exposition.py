@@ -119,6 +119,7 @@ class Scrape:
             for snap in publish(merge(None, 0, partial, config.clock), queue, settings, config.clock):
                 latest.remember(snap)
         registry.register(QueueLevelCollector(latest.labelled))
+        self.registry = registry
         self.text = generate_latest(registry).decode()
         self.types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", self.text, re.M))
         self.families = {}
@@ -300,3 +301,68 @@ def test_the_scrape_shows_the_numbers_of_the_log(scrape):
     assert sum(by_type.values()) == scrape.state.counts["accepted"]
     assert scrape.total("floorwatch_ingest_duplicate_events_total") == scrape.state.counts["duplicate"] > 0
     assert scrape.total("floorwatch_ingest_rejected_records_total", reason="parse_error") == 1
+
+
+def test_cached_exposition_rebuilds_the_kpis_only_when_the_state_changed_and_not_too_often():
+    """The KPI part of /metrics is cached: a new state version shows once the body is `max_age_s`
+    old, an unchanged version is rebuilt only every `refresh_s`; the live part is always current."""
+    from prometheus_client import Counter as PromCounter
+    from prometheus_client import Gauge
+
+    from streams.exposition import CachedExposition
+
+    live, cached = CollectorRegistry(), CollectorRegistry()
+    received = PromCounter("demo_received", "live part", registry=live)
+    kpi = Gauge("demo_kpi", "cached part", registry=cached)
+    now, version = [100.0], [0]
+    exposition = CachedExposition(live, cached, lambda: version[0], max_age_s=0.1, refresh_s=1.0,
+                                  clock=lambda: now[0])
+
+    def scrape() -> dict[str, float]:
+        return {s.name: s.value for f in text_string_to_metric_families(exposition.render().decode())
+                for s in f.samples}
+
+    kpi.set(1)
+    assert scrape() == {"demo_received_total": 0, "demo_received_created": pytest.approx(received._created),
+                        "demo_kpi": 1}
+    kpi.set(2)
+    received.inc(5)
+    now[0] += 0.05
+    version[0] += 1
+    got = scrape()
+    assert got["demo_kpi"] == 1 and got["demo_received_total"] == 5   # too young: cached KPI, live counter
+    now[0] += 0.06
+    assert scrape()["demo_kpi"] == 2                                 # 0.11 s old and a new version
+    kpi.set(3)                                                       # a change the version does not know
+    now[0] += 0.5
+    assert scrape()["demo_kpi"] == 2
+    now[0] += 0.5
+    assert scrape()["demo_kpi"] == 3                                 # refreshed after 1 s anyway
+    assert exposition.builds == 3
+
+
+def test_registry_text_is_byte_for_byte_what_prometheus_client_writes(scrape):
+    """The worker's fast renderer of the cached KPI part (`registry_text`) against prometheus_client's
+    own, on the whole scrape and on label values that need escaping."""
+    from prometheus_client import Counter as PromCounter
+    from prometheus_client import Histogram
+    from prometheus_client.core import GaugeMetricFamily
+
+    from streams.exposition import registry_text
+
+    assert registry_text(scrape.registry) == generate_latest(scrape.registry)
+
+    class Odd:
+        def collect(self):
+            family = GaugeMetricFamily("odd_gauge", 'help with \\ and \n "quotes"', labels=["b", "a"])
+            for value in ('back\\slash', 'new\nline', 'a "quote"', "plain", "ünïcode"):
+                family.add_metric([value, "x"], 1.5e7)
+            family.add_metric(["inf", "y"], float("inf"))
+            yield family
+
+    registry = CollectorRegistry()
+    registry.register(Odd())
+    PromCounter("odd_total", "a counter", ["q"], registry=registry).labels(q='x"y').inc(3)
+    Histogram("odd_seconds", "a histogram", registry=registry).observe(0.3)
+    assert registry_text(registry) == generate_latest(registry)
+    assert b'b="back\\\\slash"' in registry_text(registry)

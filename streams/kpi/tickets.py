@@ -278,7 +278,7 @@ class TicketState:
     breached: Counter[TicketFact] = field(default_factory=Counter)
     _ids: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
     # The walk over all events, for evaluation times after the last event (every scrape): it only
-    # changes when an event is added. Keyed by (number of events, rules).
+    # changes when an event is added. (number of events, rules, walk, last event µs).
     _walk_cache: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def _seen(self, event_id: str) -> bool:
@@ -320,11 +320,13 @@ class TicketState:
         return min(pending, default=None)
 
     def now(self, at_us: int, rules: TicketRules = DEFAULT_RULES) -> TicketNow | None:
-        if not self.events or at_us < self.last_event_us:
-            return ticket_now(self.events, at_us, rules)
         cached = self._walk_cache
         if cached is None or cached[0] != len(self.events) or cached[1] is not rules:
-            cached = self._walk_cache = (len(self.events), rules, _walk(self.events, rules))
+            if not self.events:
+                return None
+            cached = self._walk_cache = (len(self.events), rules, _walk(self.events, rules), self.last_event_us)
+        if at_us < cached[3]:   # before its last event: walk only the events known then
+            return ticket_now(self.events, at_us, rules)
         return _now_of(cached[2], at_us, rules)
 
     @property
