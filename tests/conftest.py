@@ -36,7 +36,9 @@ def kafka_bootstrap() -> Iterator[str]:
     """A real single-node Kafka (KRaft) on 127.0.0.1, started once for the test session."""
     from streams.broker import LocalBroker
 
-    state = TEST_STATE / "broker"
+    # One state folder per port: two test sessions on one machine (FLOORWATCH_TEST_BROKER_PORT) must not
+    # take each other's broker for their own (its pid file) or wipe each other's data.
+    state = TEST_STATE / f"broker-{BROKER_PORT}"
     broker = LocalBroker(state_dir=state, port=BROKER_PORT, controller_port=BROKER_PORT + 1)
     if not broker.status().running:
         shutil.rmtree(state, ignore_errors=True)  # a fresh broker for each session
