@@ -23,6 +23,7 @@ from collections import defaultdict
 from prometheus_client import CollectorRegistry
 
 from streams.app import _MAX_BATCH_LINES, apply_batch
+from streams.alert_rules import PER_ENTITY
 from streams.config import load_settings
 from streams.exposition import KpiCollector, registry_text
 from streams.ingest import Decoder
@@ -82,7 +83,9 @@ def main() -> None:
                for partition, lines in by_partition.items() for i in range(0, len(lines), _MAX_BATCH_LINES)]
     config = PartitionConfig(SiteClock.from_settings(settings.site),
                              functools.cache(lambda q, c: QueueRules.of(settings.queue(q, c))),
-                             rolling_minutes=tuple(settings.site.rolling_windows_minutes))
+                             rolling_minutes=tuple(settings.site.rolling_windows_minutes),
+                             entity_alert_rules={name: rule for name, rule in settings.alerts.active().items()
+                                                 if rule.kpi in PER_ENTITY})   # as streams.app
     states: dict[int, PartitionState] = {}
     table: dict[str, bytes] = {}
     stats = IngestStats()

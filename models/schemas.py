@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
+from models.alerts import AlertEvent
 from models.deadletter import DeadLetter
 from models.events import Event
 from models.snapshots import AgentSnapshot, QueueSnapshot
@@ -43,6 +44,11 @@ def message_schemas() -> dict[str, dict[str, Any]]:
             "re-published with a higher revision when its figures change, final once the interval has closed, "
             "correction when late events change it afterwards) or one agent's current state (type=agent, key "
             "agent:<id>)."),
+        "alert": _schema(
+            TypeAdapter(AlertEvent), "Floorwatch SLA alert event",
+            "On cc.sla.alerts, keyed by `key` (rule|scope|started_at_ms): an alert's `firing` event, then its "
+            "`resolved` event with the same key. Delivery is at least once: a repeated event has the same key "
+            "and status. Per-contact and per-ticket alerts carry the contact or ticket id, never customer data."),
     }
 
 
@@ -52,6 +58,7 @@ def topic_schemas(topics) -> dict[str, dict[str, Any]]:
     result = {name: kinds["input-event"] for name in topics.inputs}
     result[topics.deadletter] = kinds["deadletter"]
     result[topics.snapshots] = kinds["snapshot"]
+    result[topics.alerts] = kinds["alert"]
     return result
 
 

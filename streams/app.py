@@ -48,8 +48,9 @@ from streams.kpi.windows import SiteClock
 from streams.metrics import IngestCollector, IngestStats, merged
 from streams.partition import (Outcome, PartitionConfig, PartitionState, TooLate, decode_parts,
                                event_parts)
-from streams.snapshots import (LatestSnapshots, QueueLevelCollector, merge, partition_partials, publish,
-                               published)
+from streams.alert_rules import PER_ENTITY
+from streams.snapshots import (QUEUE_KPIS, LatestSnapshots, QueueLevelCollector, merge, partition_partials,
+                               publish, published, queue_alerts)
 from models.snapshots import AgentSnapshot
 
 log = logging.getLogger("floorwatch")
@@ -156,10 +157,17 @@ class Floorwatch:
         self.changelog = ChangelogWriter(lambda: app.producer._ensure_producer(),  # Faust's aiokafka producer
                                          self.records.changelog_topic.get_topic_name())
         clock = SiteClock.from_settings(s.site)
+        self.alert_rules = s.alerts.active()
+        self.queue_alert_rules = {name: rule for name, rule in self.alert_rules.items() if rule.kpi in QUEUE_KPIS}
+        # SLA alert events (streams.alerts), keyed by the alert's key: its firing and resolved events
+        # share a partition, in order.
+        self.alerts_topic = app.topic(s.topics.alerts, key_type=bytes, value_type=bytes)
         self.partition_config = PartitionConfig(
             clock, functools.cache(lambda queue, channel: QueueRules.of(s.queue(queue, channel))),
             rolling_minutes=tuple(s.site.rolling_windows_minutes),
-            repeat_window_us=round(s.quality.repeat_window_s * 1_000_000))
+            repeat_window_us=round(s.quality.repeat_window_s * 1_000_000),
+            entity_alert_rules={name: rule for name, rule in self.alert_rules.items() if rule.kpi in PER_ENTITY},
+            site=s.site.name)
         self.states: dict[int, PartitionState] = {}   # the partitions owned and recovered
         self.clock = clock
         # Queue snapshots (streams.snapshots): partials per partition and queue -> the queue's owner.
@@ -266,6 +274,7 @@ class Floorwatch:
                 await self._dead_letter_line(position, payload, rejection)
             state.advance()
             self.state_version += 1
+            await self._send_alerts(state.take_alerts())
             await self._write(state, message.partition, applied_offset=message.offset)
             state.applied_offset = message.offset
             await self._send_side(state)
@@ -315,11 +324,21 @@ class Floorwatch:
                                          partition=partition)
 
     async def _send_rebuilt_side(self) -> None:
-        """Side entries waiting in a partition that has no new events (a rebuilt one): send them.
-        Not from the recovery callback itself, which should not wait on the producer mid-rebalance."""
+        """Side entries and alert events waiting in a partition that has no new events (a rebuilt
+        one): send them. Not from the recovery callback itself, which should not wait on the
+        producer mid-rebalance."""
         for state in list(self.states.values()):
             if state.side_dirty:
                 await self._send_side(state)
+            if state.alert_events:
+                await self._send_alerts(state.take_alerts())
+
+    async def _send_alerts(self, events) -> None:
+        """Alert events to `topics.alerts`, before the state that decided them is written: a crash in
+        between repeats an event (same key) rather than losing it (at least once)."""
+        for event in events:
+            await self.alerts_topic.send(key=event.key.encode(), value=event.model_dump_json().encode())
+            log.info("alert %s: %s", event.status, event.summary)
 
     async def _side(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
@@ -332,6 +351,7 @@ class Floorwatch:
                 log.exception("side: cannot apply %s[%s]@%s", event.message.topic, partition, event.message.offset)
             state.advance()
             self.state_version += 1
+            await self._send_alerts(state.take_alerts())
             await self._write(state, partition)
 
     async def _dead_letter_line(self, position: tuple[str, int, int, int | None], payload: bytes,
@@ -391,9 +411,11 @@ class Floorwatch:
                 record = table.get(queue)
                 record = merge(orjson.loads(record) if record else None, partial.pop("p"), partial, clock)
                 published = publish(record, queue, self.settings, clock)
+                alerts = queue_alerts(record, queue, self.settings, clock, self.queue_alert_rules)
             except Exception:  # a bad partial never stops the agent (only our own workers write here)
                 log.exception("queues: cannot merge a partial for %r", queue)
                 continue
+            await self._send_alerts(alerts)
             # Written like the entity records (streams.changelog), before the partial is acknowledged:
             # a new owner then restores the revisions that were published.
             value = table.data[queue] = orjson.dumps(record)

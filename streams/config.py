@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from models.events import Channel
+from streams.alert_rules import AlertSettings
 
 CONFIG_ENV = "FLOORWATCH_CONFIG"
 
@@ -69,10 +70,17 @@ class QueueSettings(BaseModel):
         default=5.0, description="Abandons with a shorter wait are short abandons.")
     abandon_rate_excludes_short: bool = Field(
         default=True, description="Leave short abandons out of the abandon rate.")
+    asa_target_s: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="ASA target in seconds (alert rules with threshold \"target\"); default: the "
+                                  "service-level threshold.")
 
     @property
     def threshold_s(self) -> float:
         return self.sl_threshold_s if self.sl_threshold_s is not None else DEFAULT_SL_THRESHOLD_S[self.channel]
+
+    @property
+    def asa_target(self) -> float:
+        return self.asa_target_s if self.asa_target_s is not None else self.threshold_s
 
 
 class SiteSettings(BaseModel):
@@ -226,6 +234,7 @@ class Settings(BaseSettings):
     queue_defaults: QueueSettings = Field(
         default_factory=QueueSettings, description="Settings for queues not listed under [queues].")
     queues: dict[str, QueueSettings] = Field(default_factory=dict)
+    alerts: AlertSettings = Field(default_factory=AlertSettings, description="SLA alert rules (docs/alerts.md).")
 
     @classmethod
     def settings_customise_sources(

@@ -80,6 +80,9 @@ METRICS: tuple[Metric, ...] = (
        "Configured service-level target (0..1) of the queues seen (the same on every worker: take max, not sum)."),
     _m("floorwatch_queue_service_level_threshold_seconds", "queue channel",
        "Configured service-level threshold T of the queues seen, in seconds (the same on every worker: take max)."),
+    _m("floorwatch_queue_asa_target_seconds", "queue channel",
+       "Configured ASA target of the queues seen, in seconds (asa_target_s, by default the service-level "
+       "threshold; the same on every worker: take max)."),
     _m("floorwatch_queue_waiting_contacts", "queue channel",
        "Contacts waiting in the queue now (enqueued, not yet answered, abandoned or flowed out). "
        "channel=\"callback\": callbacks pending."),
@@ -304,6 +307,7 @@ class KpiCollector(Collector):
             rules = self.settings.queue(queue, channel)
             families["floorwatch_queue_service_level_target_ratio"].add_metric([queue, channel], rules.sl_target)
             families["floorwatch_queue_service_level_threshold_seconds"].add_metric([queue, channel], rules.threshold_s)
+            families["floorwatch_queue_asa_target_seconds"].add_metric([queue, channel], rules.asa_target)
 
     def _agents(self, windows: dict, states, now_ms: int, by_interval, today: int, families) -> None:
         """Agent time (closed stretches from the windows, running ones from `OpenAgents` buckets) and

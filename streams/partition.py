@@ -28,6 +28,9 @@ from enum import Enum
 
 import orjson
 
+from models.alerts import AlertEvent, AlertScope
+from streams.alert_rules import TICKET_KPIS, AlertKpi, AlertRule
+from streams.alerts import FIRING, PENDING, Evaluator, Reading, scope_key
 from streams.kpi.agents import AgentChange, AgentFact, AgentState, AgentWindow, OpenAgents
 from streams.kpi.contacts import RANK as CONTACT_RANK
 from streams.kpi.contacts import ContactEvent, ContactState, QueueFact, chat_slots, in_progress, open_segments
@@ -99,6 +102,8 @@ class EntityRecord:
     legs: dict[str, int] | None = None                       # agent: contact key -> chat answer µs
     customer: CustomerState | None = None                    # customer: repeat-FCR state ...
     customer_facts: dict[str, list[QualityFact]] | None = None   # ... fed by contact/ticket -> facts
+    # Per-contact / per-ticket alert states (streams.alerts), in the value they were decided on.
+    alerts: dict[str, list] | None = None
 
     def encode(self) -> bytes:
         """The changelog value: the compact events of each part (the facts are recomputed)."""
@@ -115,6 +120,8 @@ class EntityRecord:
             value["l"] = self.legs
         if self.customer_facts:
             value["u"] = {subject: [tuple(f) for f in facts] for subject, facts in self.customer_facts.items()}
+        if self.alerts:
+            value["x"] = self.alerts
         return orjson.dumps(value)
 
     @staticmethod
@@ -128,6 +135,7 @@ class EntityRecord:
             "q": [QualityEvent(*e) for e in raw.get("q", ())],
             "l": raw.get("l", {}),
             "u": {subject: [QualityFact(*f) for f in facts] for subject, facts in raw.get("u", {}).items()},
+            "x": raw.get("x"),
         }
 
 
@@ -176,6 +184,9 @@ class PartitionConfig:
     ticket_rules: TicketRules = DEFAULT_RULES
     rolling_minutes: tuple[int, ...] = (5, 15, 60)
     repeat_window_us: int = DEFAULT_REPEAT_WINDOW_US
+    # Per-contact and per-ticket alert rules (streams.alert_rules.PER_ENTITY) and the site they name.
+    entity_alert_rules: dict[str, AlertRule] = field(default_factory=dict)
+    site: str = "default"
 
 
 @dataclass
@@ -201,7 +212,7 @@ class PartitionState:
     def __post_init__(self) -> None:
         self.queues = Windows(QueueCounters, rolling=True)      # (queue, channel)
         self.agent_time = Windows(AgentWindow)                  # (scope kind, scope name)
-        self.tickets = Windows(TicketCounters)                  # (queue, priority)
+        self.tickets = Windows(TicketCounters, rolling=True)    # (queue, priority); rolling: breach alerts
         self.quality = Windows(QualityCounters)                 # (queue or None,)
         self.waiting: dict[str, list[tuple[str, str, int]]] = {}  # contact key -> open segments
         self.handling: dict[str, tuple[str, str, int]] = {}     # contact key -> (queue, channel, answered µs)
@@ -224,6 +235,12 @@ class PartitionState:
         self.side_dirty: set[str] = set()       # contact/ticket records whose side entries may have changed
         self.legs: dict[str, dict[str, int]] = {}   # agent key -> open chat legs (contact key -> answer µs)
         self._customer_timers: list[tuple[int, str]] = []
+        self._alert_timers: list[tuple[int, str]] = []          # (µs a per-entity rule can raise, key)
+        kinds = {rule.kpi for rule in self.config.entity_alert_rules.values()}
+        # Record kinds per-entity rules watch ("contact:", "ticket:"): the others skip alert work.
+        self._alerted_kinds = tuple([*(["contact:"] if AlertKpi.contact_wait_seconds in kinds else []),
+                                     *(["ticket:"] if kinds & TICKET_KPIS else [])])
+        self.alert_events: list[AlertEvent] = []               # for the engine to send (take_alerts)
 
     # -- time ------------------------------------------------------------------------------------
 
@@ -357,10 +374,16 @@ class PartitionState:
                     window.add(fact, weight)
 
     def _ticket_facts(self, delta: Iterable[tuple[TicketFact, int]]) -> None:
+        sub_bucket = self.config.clock.sub_bucket
+        rolling_since = self.rolling_since_ms()
         for fact, weight in delta:
-            interval = self._interval_start(fact.at_us // 1000)
+            at_ms = fact.at_us // 1000
+            interval = self._interval_start(at_ms)
+            bucket = sub_bucket(at_ms)
+            if rolling_since is not None and bucket < rolling_since:
+                bucket = None
             for counters in self.tickets.counters((fact.queue, fact.priority), interval,
-                                                  self._day_of_interval(interval), None):
+                                                  self._day_of_interval(interval), bucket):
                 counters.add(fact, weight)
 
     def _quality_facts(self, delta: Iterable[tuple[QualityFact, int]]) -> None:
@@ -377,6 +400,8 @@ class PartitionState:
             self.waiting[record.key] = segments
         else:
             self.waiting.pop(record.key, None)
+        if "contact:" in self._alerted_kinds:
+            self._arm_alert_timer(record.key)
         leg = in_progress(record.contact.events)
         if leg is not None:
             self.handling[record.key] = leg
@@ -392,6 +417,8 @@ class PartitionState:
             due = ticket.next_due_us(self.watermark_ms * 1000, self.config.ticket_rules)
         if due is not None:
             heapq.heappush(self._ticket_timers, (due, key))
+        if "ticket:" in self._alerted_kinds:
+            self._arm_alert_timer(key)
 
     def advance(self) -> None:
         """Work that depends on the watermark: ticket breaches now due, and retention. Call after a
@@ -424,6 +451,8 @@ class PartitionState:
             ticket = self.open_tickets.get(key)
             if ticket is not None and key not in touched:
                 self._ticket_facts(ticket.evaluate(now_us, rules))
+        if self._alerted_kinds:
+            self._evaluate_entity_alerts(now_us)
         self._maybe_prune()
 
     def _maybe_prune(self) -> None:
@@ -438,6 +467,7 @@ class PartitionState:
         if self._rolling_pruned_at_ms != rolling_since:
             self._rolling_pruned_at_ms = rolling_since
             self.queues.prune_buckets(rolling_since)
+            self.tickets.prune_buckets(rolling_since)
         since_us = since * 1000
         if self._pruned_at_ms != since:
             self._pruned_at_ms = since
@@ -486,6 +516,85 @@ class PartitionState:
         self.waiting.pop(key, None)
         self.agents.pop(key, None)
         self.open_tickets.pop(key, None)
+
+    # -- per-contact and per-ticket alerts (streams.alerts) -------------------------------------------
+
+    def _entity_readings(self, key: str, record: EntityRecord, now_us: int) -> list[tuple]:
+        """(rule name, rule, scope, reading, condition start ms) of every per-entity rule covering the
+        record now: a contact's wait in each queue it waits in, a ticket's time past a due it owes."""
+        out = []
+        entity_id = key.partition(":")[2]
+        rules = self.config.entity_alert_rules
+        if record.contact is not None:
+            oldest: dict[str, tuple[str, int]] = {}
+            for queue, channel, enqueued in self.waiting.get(key, ()):
+                if queue not in oldest or enqueued < oldest[queue][1]:
+                    oldest[queue] = (channel, enqueued)
+            for name, rule in rules.items():
+                if rule.kpi is AlertKpi.contact_wait_seconds:
+                    raise_, clear = rule.thresholds(None)
+                    for queue, (channel, enqueued) in oldest.items():
+                        if rule.covers(queue, channel):
+                            out.append((name, rule, AlertScope(queue=queue, channel=channel, contact_id=entity_id),
+                                        Reading((now_us - enqueued) / 1e6, 1, raise_, clear),
+                                        (enqueued + round(raise_ * 1e6)) // 1000))
+        if record.ticket is not None:
+            owed = record.ticket.owed(self.config.ticket_rules)
+            if owed is not None:
+                queue, priority, first_response_due, resolution_due = owed
+                for name, rule in rules.items():
+                    due = {AlertKpi.ticket_first_response_overdue: first_response_due,
+                           AlertKpi.ticket_resolution_overdue: resolution_due}.get(rule.kpi)
+                    if due is not None and rule.covers_ticket(queue, priority):
+                        raise_, clear = rule.thresholds(None)
+                        out.append((name, rule, AlertScope(queue=queue, priority=priority, ticket_id=entity_id),
+                                    Reading((now_us - due) / 1e6, 1, raise_, clear),
+                                    (due + round(raise_ * 1e6)) // 1000))
+        return out
+
+    def _arm_alert_timer(self, key: str) -> None:
+        """A timer at the next instant a per-entity rule can raise for this record (its condition
+        starts, plus the rule's raise duration), if that is after the watermark."""
+        record = self.records.get(key)
+        if record is None:
+            return
+        now_us = (self.watermark_ms or 0) * 1000
+        states = record.alerts or {}
+        dues = [(since_ms + round(rule.for_s * 1000)) * 1000
+                for name, rule, scope, _, since_ms in self._entity_readings(key, record, now_us)
+                if states.get(f"{name}|{scope_key(scope)}", (0, PENDING))[1] != FIRING]
+        future = [due for due in dues if due >= now_us]
+        if future:
+            heapq.heappush(self._alert_timers, (min(future), key))
+
+    def _evaluate_entity_alerts(self, now_us: int) -> None:
+        """Per-entity rules of the records whose timer is due or whose events changed them."""
+        keys = {key for key in self.dirty if key.startswith(self._alerted_kinds)}
+        timers = self._alert_timers
+        while timers and timers[0][0] < now_us:
+            keys.add(heapq.heappop(timers)[1])
+        now_ms = now_us // 1000
+        rules = self.config.entity_alert_rules
+        for key in keys:
+            record = self.records.get(key)
+            if record is None:
+                continue
+            states = dict(record.alerts or {})
+            evaluator = Evaluator(states, self.config.site)
+            observed = set()
+            for name, rule, scope, reading, since_ms in self._entity_readings(key, record, now_us):
+                evaluator.observe(name, rule, scope, reading, now_ms, since_ms=since_ms)
+                observed.add(f"{name}|{scope_key(scope)}")
+            evaluator.forget_unobserved(observed, rules, now_ms)
+            if states != (record.alerts or {}):
+                record.alerts = states or None
+                self.dirty.add(key)
+            self.alert_events.extend(evaluator.events)
+            self._arm_alert_timer(key)
+
+    def take_alerts(self) -> list[AlertEvent]:
+        events, self.alert_events = self.alert_events, []
+        return events
 
     # -- side entries: figures that belong to another entity's partition ---------------------------
 
@@ -619,6 +728,8 @@ class PartitionState:
                 state.legs[key] = record.legs
             for subject, facts in parts["u"].items():
                 state._replace_customer_facts(record, subject, facts)
+            if parts["x"]:
+                record.alerts = parts["x"]
         for key in state.open_tickets:
             state.dirty.add(key)   # evaluate breaches as of the restored watermark
         state.advance()

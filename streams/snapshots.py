@@ -28,13 +28,24 @@ import orjson
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from models.alerts import AlertEvent, AlertScope
 from models.snapshots import QueueKpis, QueueNow, QueueSnapshot, WindowBounds
+from streams.alert_rules import AlertKpi, AlertRule
+from streams.alerts import Evaluator, Reading, scope_key
 from streams.config import ServiceLevelFormula
 from streams.exposition import BY_NAME, QUEUE_LEVEL_METRICS
 from streams.kpi import erlang
 from streams.kpi.queues import QueueCounters
 from streams.kpi.windows import SiteClock
 from streams.partition import PartitionState
+
+# The KPIs the queue owner evaluates (streams.app `_queues`): per queue and channel, and per queue and
+# ticket priority; the per-contact and per-ticket ones are the partitions' (streams.partition).
+QUEUE_CHANNEL_KPIS = frozenset({AlertKpi.service_level, AlertKpi.abandon_rate, AlertKpi.asa_seconds,
+                                AlertKpi.oldest_wait_seconds, AlertKpi.waiting_contacts, AlertKpi.agents_available})
+QUEUE_TICKET_KPIS = frozenset({AlertKpi.ticket_first_response_breaches, AlertKpi.ticket_resolution_breaches,
+                               AlertKpi.tickets_at_risk})
+QUEUE_KPIS = QUEUE_CHANNEL_KPIS | QUEUE_TICKET_KPIS
 
 FIELDS = tuple(f.name for f in fields(QueueCounters))
 ROLLING = (15, 60)          # minutes: arrival rate (15) and AHT (60) for the staffing figures
@@ -92,8 +103,39 @@ def partition_partials(state: PartitionState) -> dict[str, dict]:
         if kind == "queue" and now.online > 0:
             result[name]["agents"] = [now.online, now.available, now.on_contact, now.acw, now.not_ready,
                                       now.chat_capacity]
+    _ticket_partials(state, wm, result)
     touched.clear()
     return {queue: {**part, "w": dict(part["w"])} for queue, part in result.items()}
+
+
+def _ticket_partials(state: PartitionState, wm: int, result: dict) -> None:
+    """Per queue, "t": {priority: {window key: [first-response breaches, resolution breaches],
+    "risk": tickets at risk now (first response and resolution counted apart)}}: what the queue
+    owner's ticket alert rules read (current interval, today, rolling 15 and 60 min)."""
+    clock = state.config.clock
+    keys = {clock.interval_start(wm): "interval_current", clock.day_start(wm): "today"}
+    tickets: dict[tuple[str, str], dict] = defaultdict(dict)
+    for (queue, priority, start), c in state.tickets.intervals.items():
+        if start in keys and keys[start] == "interval_current":
+            tickets[(queue, priority)]["interval_current"] = [c.first_response_breached, c.resolution_breached]
+    for (queue, priority, day), c in state.tickets.days.items():
+        if day == clock.day_start(wm):
+            tickets[(queue, priority)]["today"] = [c.first_response_breached, c.resolution_breached]
+    for minutes in ROLLING:
+        buckets = clock.rolling_window_buckets(wm, minutes)
+        for (queue, priority, start), c in state.tickets.buckets.items():
+            if start in buckets:
+                row = tickets[(queue, priority)].setdefault(f"rolling_{minutes}m", [0, 0])
+                row[0] += c.first_response_breached
+                row[1] += c.resolution_breached
+    rules, now_us = state.config.ticket_rules, wm * 1000
+    for ticket in state.open_tickets.values():
+        now = ticket.now(now_us, rules)
+        if now is not None and (now.at_risk_first_response or now.at_risk_resolution):
+            entry = tickets[(now.queue, now.priority)]
+            entry["risk"] = entry.get("risk", 0) + now.at_risk_first_response + now.at_risk_resolution
+    for (queue, priority), entry in tickets.items():
+        result[queue].setdefault("t", {})[priority] = entry
 
 
 # -- per queue: merge and publish ------------------------------------------------------------------
@@ -115,6 +157,7 @@ def merge(record: dict | None, partition: int, partial: dict, clock: SiteClock) 
             part["w"][channel] = {k: v for k, v in part["w"][channel].items() if k.startswith("interval:")}
     part["waiting"] = partial["waiting"]
     part["agents"] = partial["agents"]
+    part["t"] = partial.get("t", {})
     since = clock.retained_since(max(p["wm"] for p in record["parts"].values()))
     for p in record["parts"].values():
         for windows in p["w"].values():
@@ -173,20 +216,30 @@ def kpis(c: QueueCounters, rules) -> QueueKpis:
         hold_rate=c.hold_rate, transfer_rate=c.transfer_rate)
 
 
-def _windows(record: dict, queue: str, settings, clock: SiteClock) -> Iterator[tuple]:
-    """(slot, digest, final, snapshot fields) of every window in the record, at its newest watermark."""
+def merged_channels(record: dict) -> Iterator[tuple[str, dict[str, QueueCounters]]]:
+    """(channel, window key -> counters summed over the partitions) of every channel in the record."""
     parts = list(record["parts"].values())
-    if not parts:
-        return
-    wm = max(p["wm"] for p in parts)
-    site = settings.site.name
     channels = sorted({c for p in parts for c in p["w"]} | {c for p in parts for c in p["waiting"]})
     for channel in channels:
         rows: dict[str, list[list[int]]] = defaultdict(list)
         for p in parts:
             for key, values in p["w"].get(channel, {}).items():
                 rows[key].append(values)
-        merged = {key: _sum(values) for key, values in rows.items()}
+        yield channel, {key: _sum(values) for key, values in rows.items()}
+
+
+def watermark(record: dict) -> int | None:
+    """The newest watermark of the record's partitions (its evaluation time)."""
+    return max((p["wm"] for p in record["parts"].values()), default=None)
+
+
+def _windows(record: dict, queue: str, settings, clock: SiteClock) -> Iterator[tuple]:
+    """(slot, digest, final, snapshot fields) of every window in the record, at its newest watermark."""
+    wm = watermark(record)
+    if wm is None:
+        return
+    site = settings.site.name
+    for channel, merged in merged_channels(record):
         rules = settings.queue(queue, channel)
         now = queue_now(record, queue, channel, merged, settings, wm)
         for key, counters in sorted(merged.items()):
@@ -301,3 +354,80 @@ class QueueLevelCollector(Collector):
                         families[name].add_metric([queue, channel], value)
         yield from families.values()
 
+
+
+# -- alerts: the queue rules on the merged figures --------------------------------------------------
+
+def _window_key(window: str, wm: int, clock: SiteClock) -> str:
+    if window == "interval_current":
+        return f"interval:{clock.interval_start(wm)}"
+    if window == "today":
+        return f"today:{clock.day_start(wm)}"
+    return window   # rolling_15m, rolling_60m
+
+
+def queue_readings(kpi: AlertKpi, counters: QueueCounters | None, now: QueueNow,
+                   rules) -> tuple[float | None, int, float]:
+    """(value, volume, the queue's target for the KPI) of a queue KPI (`QUEUE_KPIS`) from the merged
+    window (`counters`) and the queue now."""
+    c = counters or QueueCounters()
+    target = rules.sl_target if kpi is AlertKpi.service_level else rules.asa_target
+    if kpi is AlertKpi.service_level:
+        value, volume = c.service_level(rules.sl_formula), c.offered
+    elif kpi is AlertKpi.abandon_rate:
+        value, volume = c.abandon_rate(rules.abandon_rate_excludes_short), c.offered
+    elif kpi is AlertKpi.asa_seconds:
+        value, volume = c.asa_s, c.answered
+    elif kpi is AlertKpi.oldest_wait_seconds:
+        value, volume = now.oldest_wait_s or 0.0, now.waiting
+    elif kpi is AlertKpi.waiting_contacts:
+        value, volume = float(now.waiting), now.waiting
+    elif kpi is AlertKpi.agents_available:
+        value, volume = float(now.agents_available), now.waiting
+    else:
+        raise ValueError(f"{kpi.value} is not a queue KPI")
+    return value, volume, target
+
+
+def queue_alerts(record: dict, queue: str, settings, clock: SiteClock, rules: dict[str, AlertRule]) -> list[AlertEvent]:
+    """Evaluate the queue rules on the record's merged figures at its watermark; the rules' states
+    live in `record["alerts"]` (written back with the record). Returns the alert events."""
+    wm = watermark(record)
+    if wm is None:
+        return []
+    evaluator = Evaluator(record.setdefault("alerts", {}), settings.site.name)
+    observed: set[str] = set()
+    for channel, merged in merged_channels(record):
+        queue_rules = settings.queue(queue, channel)
+        now = queue_now(record, queue, channel, merged, settings, wm)
+        for name, rule in rules.items():
+            if rule.kpi not in QUEUE_CHANNEL_KPIS or not rule.covers(queue, channel):
+                continue
+            value, volume, target = queue_readings(rule.kpi, merged.get(_window_key(rule.window, wm, clock)), now,
+                                                   queue_rules)
+            scope = AlertScope(queue=queue, channel=channel)
+            evaluator.observe(name, rule, scope, Reading(value, volume, *rule.thresholds(target)), wm)
+            observed.add(f"{name}|{scope_key(scope)}")
+    tickets: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for part in record["parts"].values():
+        for priority, entry in part.get("t", {}).items():
+            for key, value in entry.items():
+                row = tickets[priority][key]
+                if key == "risk":
+                    row[0] += value
+                else:
+                    row[0] += value[0]
+                    row[1] += value[1]
+    for priority, entry in sorted(tickets.items()):
+        for name, rule in rules.items():
+            if rule.kpi not in QUEUE_TICKET_KPIS or not rule.covers_ticket(queue, priority):
+                continue
+            if rule.kpi is AlertKpi.tickets_at_risk:
+                value = entry["risk"][0] if "risk" in entry else 0
+            else:
+                value = entry[rule.window][rule.kpi is AlertKpi.ticket_resolution_breaches] if rule.window in entry else 0
+            scope = AlertScope(queue=queue, priority=priority)
+            evaluator.observe(name, rule, scope, Reading(float(value), 0, *rule.thresholds(None)), wm)
+            observed.add(f"{name}|{scope_key(scope)}")
+    evaluator.forget_unobserved(observed, rules, wm)
+    return evaluator.events

@@ -319,15 +319,32 @@ class TicketState:
         pending = [d for d in self.due_times(rules) if d is not None and d >= after_us]
         return min(pending, default=None)
 
-    def now(self, at_us: int, rules: TicketRules = DEFAULT_RULES) -> TicketNow | None:
+    def _cached_walk(self, rules: TicketRules) -> tuple | None:
         cached = self._walk_cache
         if cached is None or cached[0] != len(self.events) or cached[1] is not rules:
             if not self.events:
                 return None
             cached = self._walk_cache = (len(self.events), rules, _walk(self.events, rules), self.last_event_us)
+        return cached
+
+    def now(self, at_us: int, rules: TicketRules = DEFAULT_RULES) -> TicketNow | None:
+        cached = self._cached_walk(rules)
+        if cached is None:
+            return None
         if at_us < cached[3]:   # before its last event: walk only the events known then
             return ticket_now(self.events, at_us, rules)
         return _now_of(cached[2], at_us, rules)
+
+    def owed(self, rules: TicketRules = DEFAULT_RULES) -> tuple[str, str, int | None, int | None] | None:
+        """(queue, priority, first-response due µs, resolution due µs) after the known events; a due is
+        None once it is no longer owed (first response given, ticket solved). None: not created."""
+        cached = self._cached_walk(rules)
+        walk = cached[2] if cached is not None else None
+        if walk is None:
+            return None
+        first_response = walk.due.first_response_us if walk.first_response_stop_us is None else None
+        resolution = walk.due.resolution_us if walk.status in UNSOLVED else None
+        return walk.queue, walk.priority, first_response, resolution
 
     @property
     def last_event_us(self) -> int:
