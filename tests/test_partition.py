@@ -172,26 +172,16 @@ def test_events_older_than_retention_are_too_late(monkeypatch):
 
 @pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin"])
 def test_chat_slots_and_repeat_fcr_through_side_entries_match_the_oracles(zone, monkeypatch):
-    from collections import defaultdict
     from datetime import UTC, datetime
 
-    from tests import oracle_agents, oracle_quality
+    from tests import oracle_quality
 
     monkeypatch.delenv("FLOORWATCH_CONFIG", raising=False)
     events = feed(zone)
     state = run(zone, events)
     at_us = state.watermark_ms * 1000
     at = datetime.fromtimestamp(state.watermark_ms / 1000, tz=UTC)
-    # chat slots occupied now, per scope
-    occupied: dict = defaultdict(int)
-    for key in state.legs:
-        n = state.chat_occupied(key, at_us)
-        if n:
-            for scope in state.agents[key].latest(at_us).scopes():
-                occupied[scope] += n
-    expected = {scope: now.chat_occupied for scope, now in oracle_agents.agents_now(events, at=at).items()
-                if now.chat_occupied}
-    assert dict(occupied) == expected and sum(expected.values()) > 0
+    assert_chat_slots_match_the_oracle([state], events, at_us)
     # repeat-based FCR per (queue, interval), as known at the watermark
     want = oracle_quality.quality_kpis(events, timezone=zone, interval_minutes=15, at=at,
                                        repeat_window_s=REPEAT_WINDOW_S)
@@ -293,11 +283,7 @@ def test_side_entries_that_overtake_their_targets_events_match_the_oracle(laggin
     agent's own first event there. The target keeps them until its own events come, so the occupied
     chat slots still end exactly like the oracle's (lost, they would never come again: the worker
     sends a leg only when it changes)."""
-    from collections import defaultdict
-    from datetime import UTC, datetime
-
     from streams.ingest_process import entity_partition
-    from tests import oracle_agents
 
     monkeypatch.delenv("FLOORWATCH_CONFIG", raising=False)
     events = feed("Europe/Berlin")
@@ -321,8 +307,16 @@ def test_side_entries_that_overtake_their_targets_events_match_the_oracle(laggin
                     states[entity_partition(target, n)].apply_side(target, subject, payload)
         for state in states:
             state.advance()
-    watermark_ms = max(s.watermark_ms for s in states)
-    at_us, at = watermark_ms * 1000, datetime.fromtimestamp(watermark_ms / 1000, tz=UTC)
+    assert_chat_slots_match_the_oracle(states, events, max(s.watermark_ms for s in states) * 1000)
+
+
+def assert_chat_slots_match_the_oracle(states: list[PartitionState], events, at_us: int) -> None:
+    """Chat slots occupied at `at_us`, per scope, summed over the partitions, against the oracle."""
+    from collections import defaultdict
+    from datetime import UTC, datetime
+
+    from tests import oracle_agents
+
     occupied: dict = defaultdict(int)
     for state in states:
         for key in state.legs:
@@ -330,6 +324,7 @@ def test_side_entries_that_overtake_their_targets_events_match_the_oracle(laggin
             if slots:
                 for scope in state.agents[key].latest(at_us).scopes():
                     occupied[scope] += slots
+    at = datetime.fromtimestamp(at_us / 1e6, tz=UTC)
     expected = {scope: now.chat_occupied for scope, now in oracle_agents.agents_now(events, at=at).items()
                 if now.chat_occupied}
     assert dict(occupied) == expected and sum(expected.values()) > 0
