@@ -113,14 +113,12 @@ def _ticket_partials(state: PartitionState, wm: int, result: dict) -> None:
     "risk": tickets at risk now (first response and resolution counted apart)}}: what the queue
     owner's ticket alert rules read (current interval, today, rolling 15 and 60 min)."""
     clock = state.config.clock
-    keys = {clock.interval_start(wm): "interval_current", clock.day_start(wm): "today"}
     tickets: dict[tuple[str, str], dict] = defaultdict(dict)
-    for (queue, priority, start), c in state.tickets.intervals.items():
-        if start in keys and keys[start] == "interval_current":
-            tickets[(queue, priority)]["interval_current"] = [c.first_response_breached, c.resolution_breached]
-    for (queue, priority, day), c in state.tickets.days.items():
-        if day == clock.day_start(wm):
-            tickets[(queue, priority)]["today"] = [c.first_response_breached, c.resolution_breached]
+    for label, table, start in (("interval_current", state.tickets.intervals, clock.interval_start(wm)),
+                                ("today", state.tickets.days, clock.day_start(wm))):
+        for (queue, priority, at), c in table.items():
+            if at == start:
+                tickets[(queue, priority)][label] = [c.first_response_breached, c.resolution_breached]
     for minutes in ROLLING:
         buckets = clock.rolling_window_buckets(wm, minutes)
         for (queue, priority, start), c in state.tickets.buckets.items():
@@ -408,24 +406,22 @@ def queue_alerts(record: dict, queue: str, settings, clock: SiteClock, rules: di
             scope = AlertScope(queue=queue, channel=channel)
             evaluator.observe(name, rule, scope, Reading(value, volume, *rule.thresholds(target)), wm)
             observed.add(f"{name}|{scope_key(scope)}")
+    # per priority: window label -> [first-response breaches, resolution breaches], "risk" -> [at risk]
     tickets: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for part in record["parts"].values():
         for priority, entry in part.get("t", {}).items():
             for key, value in entry.items():
                 row = tickets[priority][key]
-                if key == "risk":
-                    row[0] += value
-                else:
-                    row[0] += value[0]
-                    row[1] += value[1]
+                for i, n in enumerate(value if isinstance(value, list) else [value]):
+                    row[i] += n
     for priority, entry in sorted(tickets.items()):
         for name, rule in rules.items():
             if rule.kpi not in QUEUE_TICKET_KPIS or not rule.covers_ticket(queue, priority):
                 continue
             if rule.kpi is AlertKpi.tickets_at_risk:
-                value = entry["risk"][0] if "risk" in entry else 0
+                value = entry["risk"][0]
             else:
-                value = entry[rule.window][rule.kpi is AlertKpi.ticket_resolution_breaches] if rule.window in entry else 0
+                value = entry[rule.window][rule.kpi is AlertKpi.ticket_resolution_breaches]
             scope = AlertScope(queue=queue, priority=priority)
             evaluator.observe(name, rule, scope, Reading(float(value), 0, *rule.thresholds(None)), wm)
             observed.add(f"{name}|{scope_key(scope)}")
