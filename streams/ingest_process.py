@@ -45,6 +45,7 @@ log = logging.getLogger("floorwatch")
 
 _MAX_BATCH_LINES = 1000   # keeps a batch message well under the broker's 1 MB default
 REPORT_EVERY_S = 0.25     # the child's tallies to the worker
+LAG_EVERY_S = 1.0         # how often ingest looks at its input lag (a position look-up per partition)
 STOP_TIMEOUT_S = 10.0     # SIGTERM, then this long to exit, then SIGKILL
 RESTART_DELAY_S = 1.0
 
@@ -87,10 +88,14 @@ class Ingest:
         try:
             await consumer.start()
             log.info("ingest: reading %s", ", ".join(s.topics.inputs))
+            next_lag_at = 0.0
             try:
                 while True:
                     batches = await consumer.getmany(timeout_ms=100, max_records=_MAX_POLL)
                     if not batches:
+                        if time.monotonic() >= next_lag_at:   # idle: the lag is (about) zero now
+                            next_lag_at = time.monotonic() + LAG_EVERY_S
+                            self.stats.lag = await input_lag(consumer)
                         continue
                     polled = sum(map(len, batches.values()))
                     if polled < _SMALL_POLL:   # a trickle: wait a little for more, then send it all at once
@@ -100,6 +105,9 @@ class Ingest:
                     sends = self.ingest_batch(batches, producer)
                     await asyncio.gather(*sends)
                     await consumer.commit()
+                    if time.monotonic() >= next_lag_at:
+                        next_lag_at = time.monotonic() + LAG_EVERY_S
+                        self.stats.lag = await input_lag(consumer)
             finally:
                 await consumer.stop()
         finally:
@@ -145,6 +153,19 @@ class Ingest:
             worker=self.worker_name)
         self.stats.rejected[(rejection.reason.value, record.topic)] += 1
         return producer.send(self.settings.topics.deadletter, entry.model_dump_json().encode(), key=record.key)
+
+
+async def input_lag(consumer) -> dict[str, int]:
+    """Records not yet read per input topic: high watermark minus position over the assigned
+    partitions (a partition whose high watermark the consumer has not seen yet counts 0)."""
+    lag: dict[str, int] = {}
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        behind = 0
+        if highwater is not None:
+            behind = max(0, highwater - await consumer.position(tp))
+        lag[tp.topic] = lag.get(tp.topic, 0) + behind
+    return lag
 
 
 async def _sent(send):

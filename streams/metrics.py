@@ -15,14 +15,15 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from models.deadletter import RejectReason
 
 
 class IngestStats:
-    __slots__ = ("received", "accepted", "rejected", "duplicates", "forwarded")
+    _COUNTERS = ("received", "accepted", "rejected", "duplicates", "forwarded")
+    __slots__ = (*_COUNTERS, "lag")
 
     def __init__(self) -> None:
         self.received: Tally[str] = Tally()        # by source topic
@@ -30,29 +31,35 @@ class IngestStats:
         self.rejected: Tally[tuple[str, str]] = Tally()  # by (reason, source topic)
         self.duplicates: Tally[str] = Tally()      # by event_type
         self.forwarded: Tally[str] = Tally()       # valid events passed on to the engine, by event_type
+        # A gauge, not a counter: records not yet read per input topic, as of the running ingest
+        # loop's last look (an ended loop's lag means nothing: `add` leaves it out).
+        self.lag: dict[str, int] = {}
 
-    def tallies(self) -> tuple[dict, dict, dict]:
-        """What the ingest loop counts (received, forwarded, rejected), as plain picklable dicts."""
-        return dict(self.received), dict(self.forwarded), dict(self.rejected)
+    def tallies(self) -> tuple[dict, dict, dict, dict]:
+        """What the ingest loop counts (received, forwarded, rejected) and its lag, as plain picklable dicts."""
+        return dict(self.received), dict(self.forwarded), dict(self.rejected), dict(self.lag)
 
     @classmethod
-    def of_tallies(cls, tallies: tuple[dict, dict, dict]) -> IngestStats:
+    def of_tallies(cls, tallies: tuple[dict, ...]) -> IngestStats:
         stats = cls()
-        received, forwarded, rejected = tallies
+        received, forwarded, rejected, *lag = tallies
         stats.received.update(received)
         stats.forwarded.update(forwarded)
         stats.rejected.update(rejected)
+        stats.lag = dict(lag[0]) if lag else {}
         return stats
 
     def add(self, other: IngestStats) -> None:
-        for name in self.__slots__:
+        for name in self._COUNTERS:
             getattr(self, name).update(getattr(other, name))
 
 
 def merged(parts: Iterable[IngestStats]) -> IngestStats:
+    """The counters summed; the lag of the parts that have one (one ingest loop runs at a time)."""
     total = IngestStats()
     for part in parts:
         total.add(part)
+        total.lag.update(part.lag)
     return total
 
 
@@ -87,6 +94,15 @@ class IngestCollector(Collector):
             "Valid events dropped because their event_id was already applied (sources deliver at "
             "least once; duplicates are counted, not dead-lettered), by event type.",
             "event_type", s.duplicates)
+
+        lag = GaugeMetricFamily(
+            "floorwatch_ingest_consumer_lag_records",
+            "Records in the input topics not yet read by this worker's ingest (the partitions' high "
+            "watermark minus its position, summed over the partitions it is assigned), as of its last "
+            "look (about once a second), by topic.", labels=["topic"])
+        for topic, n in sorted(s.lag.items()):
+            lag.add_metric([topic], n)
+        yield lag
 
         rejected = CounterMetricFamily(
             "floorwatch_ingest_rejected_records",

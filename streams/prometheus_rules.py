@@ -407,6 +407,9 @@ def recording_groups() -> list[dict]:
         rule("topic:floorwatch_faust_consumer_lag_messages:sum",
              "sum by (topic) (\n  floorwatch_faust_topic_partition_end_offset\n"
              "  - floorwatch_faust_topic_partition_offset_commited\n)"),
+        # Ingest's own consumer of the input topics (its own group, not seen by Faust's sensor).
+        rule("topic:floorwatch_ingest_consumer_lag_records:sum",
+             "sum by (topic) (floorwatch_ingest_consumer_lag_records)"),
     ]
     return [{"name": "floorwatch-queue-recording", "rules": queue_rules},
             {"name": "floorwatch-ticket-recording", "rules": ticket_rules},
@@ -442,13 +445,15 @@ def pipeline_groups(runbook_base: str = RUNBOOK_DIR + "/") -> list[dict]:
               f"{number(WATERMARK_MIN_INPUT_PER_S)}/s over all workers): its KPIs are frozen. KPI alerts are "
               f"inhibited while it lasts."),
         alert("FloorwatchConsumerLagGrowing",
-              f"topic:floorwatch_faust_consumer_lag_messages:sum > {CONSUMER_LAG_MIN_MESSAGES}\n"
-              "and deriv(topic:floorwatch_faust_consumer_lag_messages:sum[10m]) > 0",
+              f"(\n  topic:floorwatch_faust_consumer_lag_messages:sum > {CONSUMER_LAG_MIN_MESSAGES}\n"
+              "  and deriv(topic:floorwatch_faust_consumer_lag_messages:sum[10m]) > 0\n)\nor\n(\n"
+              f"  topic:floorwatch_ingest_consumer_lag_records:sum > {CONSUMER_LAG_MIN_MESSAGES}\n"
+              "  and deriv(topic:floorwatch_ingest_consumer_lag_records:sum[10m]) > 0\n)",
               "10m", "warning",
-              "Floorwatch falls behind on {{ $labels.topic }}: {{ $value }} messages not committed",
-              f"The messages not yet committed on the internal topic have been growing for 10 minutes and "
-              f"exceed {CONSUMER_LAG_MIN_MESSAGES}: the workers process less than arrives, and the KPIs lag "
-              f"behind."),
+              "Floorwatch falls behind on {{ $labels.topic }}: {{ $value }} messages not processed",
+              f"The messages not yet processed on the topic (an input topic: not yet read by ingest; an "
+              f"internal one: not yet committed by the engine) have been growing for 10 minutes and exceed "
+              f"{CONSUMER_LAG_MIN_MESSAGES}: the workers process less than arrives, and the KPIs lag behind."),
         alert("FloorwatchDeadLetterRateHigh",
               "sum by (topic) (rate(floorwatch_ingest_rejected_records_total[5m]))\n"
               "/\nsum by (topic) (rate(floorwatch_ingest_received_records_total[5m]))\n"

@@ -205,3 +205,37 @@ def test_simulated_log_is_reproducible_and_replays_to_the_same_counts(kafka_boot
     for event_type, n in in_log.items():
         assert total(samples, ACCEPTED, event_type=event_type) == n, event_type
     assert total(samples, ACCEPTED) == len(lines)
+
+
+def test_input_lag_is_what_the_consumer_has_not_read_yet(kafka_bootstrap):
+    """`floorwatch_ingest_consumer_lag_records` comes from `input_lag`: high watermark minus position
+    over the assigned partitions, per topic, against a real broker."""
+    from aiokafka import TopicPartition
+
+    from streams.ingest_process import input_lag
+
+    settings, _ = settings_for(kafka_bootstrap)
+    topic = settings.topics.chat
+
+    async def scenario() -> list[dict[str, int]]:
+        await ensure_topics(settings, [topic])
+        async with producer(settings.kafka) as p:
+            for n in range(10):
+                await p.send_and_wait(topic, b"%d" % n, partition=1)
+        c = consumer(settings.kafka, group_id=None)
+        await c.start()
+        try:
+            c.assign([TopicPartition(topic, p) for p in range(4)])
+            seen, read = [], 0
+            while read < 3:
+                batch = await c.getmany(timeout_ms=1000, max_records=3 - read)
+                read += sum(map(len, batch.values()))
+            seen.append(await input_lag(c))
+            while read < 10:
+                read += sum(map(len, (await c.getmany(timeout_ms=1000)).values()))
+            seen.append(await input_lag(c))
+            return seen
+        finally:
+            await c.stop()
+
+    assert run(scenario()) == [{topic: 7}, {topic: 0}]

@@ -119,3 +119,18 @@ def test_ingest_in_process_still_works(kafka_bootstrap, make_worker):
     family = _descendants(worker.proc.pid)
     worker.stop(signal.SIGTERM)
     assert not _wait_gone(family, 10)
+
+
+def test_the_lag_is_a_gauge_of_the_running_loop_and_counters_add_up():
+    from streams.metrics import IngestStats, merged
+
+    ended, running = IngestStats(), IngestStats()
+    ended.received["t"] = 5
+    ended.lag = {"t": 99}                      # an ended child's last look: meaningless now
+    finished = IngestStats()
+    finished.add(ended)
+    running.received["t"] = 2
+    running.lag = {"t": 7}
+    again = IngestStats.of_tallies(running.tallies())   # through the pipe
+    total = merged([finished, again])
+    assert total.received["t"] == 7 and total.lag == {"t": 7}

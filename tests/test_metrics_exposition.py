@@ -109,6 +109,7 @@ class Scrape:
         state.advance()
         stats.received[TOPIC] += 1
         stats.rejected[("parse_error", TOPIC)] += 1
+        stats.lag[TOPIC] = 0   # the ingest loop read everything
         self.stats = stats
         registry = CollectorRegistry(auto_describe=True)   # as the worker builds it (streams.app)
         registry.register(IngestCollector(stats, "0.0.0-test"))
@@ -196,7 +197,8 @@ def test_the_scrape_holds_exactly_the_documented_families_with_their_labels(scra
     ingest = {d.name: d for d in ingest_metric_docs()}
     assert set(ingest) == {"floorwatch_build_info", "floorwatch_ingest_received_records_total",
                            "floorwatch_ingest_valid_events_total", "floorwatch_ingest_accepted_events_total",
-                           "floorwatch_ingest_duplicate_events_total", "floorwatch_ingest_rejected_records_total"}
+                           "floorwatch_ingest_duplicate_events_total", "floorwatch_ingest_rejected_records_total",
+                           "floorwatch_ingest_consumer_lag_records"}
     unexpected = set(scrape.types) - {m.name for m in METRICS} - set(ingest)
     assert not unexpected, f"exposed but neither in METRICS nor ingest: {sorted(unexpected)}"
     for m in METRICS:
