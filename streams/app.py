@@ -25,6 +25,7 @@ import asyncio
 import functools
 import gc
 import logging
+import time
 from collections import defaultdict
 from importlib.metadata import PackageNotFoundError, version
 
@@ -48,7 +49,8 @@ from streams.kpi.windows import SiteClock
 from streams.metrics import IngestCollector, IngestStats, merged
 from streams.partition import (Outcome, PartitionConfig, PartitionState, TooLate, decode_parts,
                                event_parts)
-from streams.alert_rules import PER_ENTITY
+from streams import wallboard
+from streams.alert_rules import DEFAULT_RULES, PER_ENTITY
 from streams.snapshots import (QUEUE_KPIS, LatestSnapshots, QueueLevelCollector, merge, partition_partials,
                                publish, published, queue_alerts)
 from models.snapshots import AgentSnapshot
@@ -207,6 +209,21 @@ class Floorwatch:
             """GET /progress: `progress()` as JSON. A cheap poll (bench.ingest, scripts): /metrics builds
             every KPI on the engine's event loop (tens of ms at a large site)."""
             return view.json(self.progress())
+
+        # The built-in wallboard (streams.wallboard): the queues whose snapshots this worker owns,
+        # coloured by the alert rules' thresholds (configured ones replace defaults of the same name).
+        wallboard_rules = {**DEFAULT_RULES, **s.alerts.rules}
+
+        @app.page("/wallboard")
+        async def wallboard_page(view, request):
+            return view.html(wallboard.page())
+
+        @app.page("/wallboard.json")
+        async def wallboard_json(view, request):
+            data = wallboard.wallboard_data(self._owned_latest(), wallboard_rules, int(time.time() * 1000),
+                                            asa_target=lambda queue, channel: s.queue(queue, channel).asa_target)
+            return view.bytes(orjson.dumps(data), content_type="application/json",
+                              headers={"Cache-Control": "no-store"})
 
         if self.ingest_supervisor is None:
             app.task(self._ingest_loop)

@@ -256,6 +256,7 @@ def run_demo(settings: Settings, *, duration: float, rate: float, speed: float,
     metrics_url = f"http://{w.web_host}:{w.web_port}/metrics"
     print(f"demo: worker starting (pid {worker.pid}, log {worker_log})")
     print(f"demo: metrics at {metrics_url}")
+    print(f"demo: wallboard at http://{w.web_host}:{w.web_port}/wallboard (open it in a browser)")
     print(f"demo: simulating {rate:g} contacts/min at peak, {speed:g}x real time; Ctrl-C to stop")
 
     display = _Display(sys.stdout)
