@@ -480,6 +480,10 @@ class PartitionState:
         for key in candidates:
             record = records.get(key)
             if record is not None and record.last_event_us < since_us and self._finished(record, since_us):
+                if record.alerts:   # a contact that waited beyond retention: its firing alerts end with it
+                    evaluator = Evaluator(dict(record.alerts), self.config.site)
+                    evaluator.forget_unobserved(set(), self.config.entity_alert_rules, self.watermark_ms)
+                    self.alert_events.extend(evaluator.events)
                 self._forget(key)
                 self.deleted.add(key)
                 self.dirty.discard(key)

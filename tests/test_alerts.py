@@ -290,3 +290,18 @@ def test_a_configured_summary_is_used_for_both_events():
     evaluator.observe("sales_sl", rule, scope, Reading(0.5, 20, 0.8, 0.85), 1000)
     evaluator.observe("sales_sl", rule, scope, Reading(0.9, 20, 0.8, 0.85), 2000)
     assert [e.summary for e in evaluator.events] == ["Sales is understaffed", "Resolved: Sales is understaffed"]
+
+
+def test_a_firing_contact_alert_resolves_when_retention_drops_the_contact(monkeypatch):
+    """A contact still waiting when retention drops its record (its events are older than the day
+    before the watermark's): the alert must not fire for ever on the topic."""
+    monkeypatch.delenv("FLOORWATCH_CONFIG", raising=False)
+    state = entity_state()
+    for e in contact(1, "billing", T0, 0)[:2]:
+        state.apply(e)
+    state.advance()
+    tick(state, T0 + timedelta(seconds=300), 1)
+    assert [a.status for a in state.take_alerts()] == ["firing"]
+    tick(state, T0 + timedelta(days=2), 2)
+    (resolved,) = state.take_alerts()
+    assert resolved.status == "resolved" and resolved.scope.contact_id == "c-1" and "contact:c-1" not in state.records
