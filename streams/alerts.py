@@ -61,10 +61,15 @@ def scope_key(scope: AlertScope) -> str:
     return "|".join(v or "" for v in (scope.queue, scope.channel, scope.priority, scope.contact_id, scope.ticket_id))
 
 
+def state_key(name: str, scope: AlertScope) -> str:
+    """Where one (rule, scope) keeps its state in an `Evaluator`'s dict."""
+    return f"{name}|{scope_key(scope)}"
+
+
 def alert_event(status: str, name: str, rule: AlertRule, scope: AlertScope, reading: Reading, started_at_ms: int,
                 at_ms: int, site: str) -> AlertEvent:
     return AlertEvent(
-        status=status, key=f"{name}|{scope_key(scope)}|{started_at_ms}", rule=name, kpi=rule.kpi.value,
+        status=status, key=f"{state_key(name, scope)}|{started_at_ms}", rule=name, kpi=rule.kpi.value,
         severity=rule.severity, site=site, scope=scope, window=rule.window if _windowed(rule) else None,
         value=reading.value, volume=reading.volume, comparison=rule.comparison,
         raise_threshold=reading.raise_threshold, clear_threshold=reading.clear_threshold,
@@ -82,7 +87,7 @@ class Evaluator:
 
     def observe(self, name: str, rule: AlertRule, scope: AlertScope, reading: Reading, at_ms: int,
                 since_ms: int | None = None) -> None:
-        key = f"{name}|{scope_key(scope)}"
+        key = state_key(name, scope)
         before = self.states.get(key)
         after, change = step(before, rule, reading, at_ms, since_ms)
         if after is None:

@@ -30,7 +30,7 @@ import orjson
 
 from models.alerts import AlertEvent, AlertScope
 from streams.alert_rules import TICKET_KPIS, AlertKpi, AlertRule
-from streams.alerts import FIRING, PENDING, Evaluator, Reading, scope_key
+from streams.alerts import FIRING, PENDING, Evaluator, Reading, state_key
 from streams.kpi.agents import AgentChange, AgentFact, AgentState, AgentWindow, OpenAgents
 from streams.kpi.contacts import RANK as CONTACT_RANK
 from streams.kpi.contacts import ContactEvent, ContactState, QueueFact, chat_slots, in_progress, open_segments
@@ -400,8 +400,6 @@ class PartitionState:
             self.waiting[record.key] = segments
         else:
             self.waiting.pop(record.key, None)
-        if "contact:" in self._alerted_kinds:
-            self._arm_alert_timer(record.key)
         leg = in_progress(record.contact.events)
         if leg is not None:
             self.handling[record.key] = leg
@@ -417,8 +415,6 @@ class PartitionState:
             due = ticket.next_due_us(self.watermark_ms * 1000, self.config.ticket_rules)
         if due is not None:
             heapq.heappush(self._ticket_timers, (due, key))
-        if "ticket:" in self._alerted_kinds:
-            self._arm_alert_timer(key)
 
     def advance(self) -> None:
         """Work that depends on the watermark: ticket breaches now due, and retention. Call after a
@@ -556,23 +552,19 @@ class PartitionState:
                                     (due + round(raise_ * 1e6)) // 1000))
         return out
 
-    def _arm_alert_timer(self, key: str) -> None:
+    def _arm_alert_timer(self, key: str, states: dict, readings: list[tuple], now_us: int) -> None:
         """A timer at the next instant a per-entity rule can raise for this record (its condition
-        starts, plus the rule's raise duration), if that is after the watermark."""
-        record = self.records.get(key)
-        if record is None:
-            return
-        now_us = (self.watermark_ms or 0) * 1000
-        states = record.alerts or {}
-        dues = [(since_ms + round(rule.for_s * 1000)) * 1000
-                for name, rule, scope, _, since_ms in self._entity_readings(key, record, now_us)
-                if states.get(f"{name}|{scope_key(scope)}", (0, PENDING))[1] != FIRING]
+        starts, plus the rule's raise duration), if that is after `now_us` (the evaluation that
+        gave `readings` decided the earlier ones)."""
+        dues = [(since_ms + round(rule.for_s * 1000)) * 1000 for name, rule, scope, _, since_ms in readings
+                if states.get(state_key(name, scope), (0, PENDING))[1] != FIRING]
         future = [due for due in dues if due >= now_us]
         if future:
             heapq.heappush(self._alert_timers, (min(future), key))
 
     def _evaluate_entity_alerts(self, now_us: int) -> None:
-        """Per-entity rules of the records whose timer is due or whose events changed them."""
+        """Per-entity rules of the records whose timer is due or whose events changed them (every
+        event marks its record dirty; a rebuild marks the waiting contacts and open tickets)."""
         keys = {key for key in self.dirty if key.startswith(self._alerted_kinds)}
         timers = self._alert_timers
         while timers and timers[0][0] < now_us:
@@ -586,15 +578,16 @@ class PartitionState:
             states = dict(record.alerts or {})
             evaluator = Evaluator(states, self.config.site)
             observed = set()
-            for name, rule, scope, reading, since_ms in self._entity_readings(key, record, now_us):
+            readings = self._entity_readings(key, record, now_us)
+            for name, rule, scope, reading, since_ms in readings:
                 evaluator.observe(name, rule, scope, reading, now_ms, since_ms=since_ms)
-                observed.add(f"{name}|{scope_key(scope)}")
+                observed.add(state_key(name, scope))
             evaluator.forget_unobserved(observed, rules, now_ms)
             if states != (record.alerts or {}):
                 record.alerts = states or None
                 self.dirty.add(key)
             self.alert_events.extend(evaluator.events)
-            self._arm_alert_timer(key)
+            self._arm_alert_timer(key, states, readings, now_us)
 
     def take_alerts(self) -> list[AlertEvent]:
         events, self.alert_events = self.alert_events, []
@@ -735,7 +728,9 @@ class PartitionState:
             if parts["x"]:
                 record.alerts = parts["x"]
         for key in state.open_tickets:
-            state.dirty.add(key)   # evaluate breaches as of the restored watermark
+            state.dirty.add(key)   # evaluate breaches (and ticket alerts) as of the restored watermark
+        if "contact:" in state._alerted_kinds:
+            state.dirty.update(state.waiting)   # contact alerts too: their timers are armed there
         state.advance()
         state.dirty.clear()
         state.deleted.clear()

@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 from models.alerts import AlertEvent, AlertScope
 from models.snapshots import QueueKpis, QueueNow, QueueSnapshot, WindowBounds
 from streams.alert_rules import AlertKpi, AlertRule
-from streams.alerts import Evaluator, Reading, scope_key
+from streams.alerts import Evaluator, Reading, state_key
 from streams.config import ServiceLevelFormula
 from streams.exposition import BY_NAME, QUEUE_LEVEL_METRICS
 from streams.kpi import erlang
@@ -405,7 +405,7 @@ def queue_alerts(record: dict, queue: str, settings, clock: SiteClock, rules: di
                                                    queue_rules)
             scope = AlertScope(queue=queue, channel=channel)
             evaluator.observe(name, rule, scope, Reading(value, volume, *rule.thresholds(target)), wm)
-            observed.add(f"{name}|{scope_key(scope)}")
+            observed.add(state_key(name, scope))
     # per priority: window label -> [first-response breaches, resolution breaches], "risk" -> [at risk]
     tickets: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for part in record["parts"].values():
@@ -424,6 +424,6 @@ def queue_alerts(record: dict, queue: str, settings, clock: SiteClock, rules: di
                 value = entry[rule.window][rule.kpi is AlertKpi.ticket_resolution_breaches]
             scope = AlertScope(queue=queue, priority=priority)
             evaluator.observe(name, rule, scope, Reading(float(value), 0, *rule.thresholds(None)), wm)
-            observed.add(f"{name}|{scope_key(scope)}")
+            observed.add(state_key(name, scope))
     evaluator.forget_unobserved(observed, rules, wm)
     return evaluator.events
